@@ -1,0 +1,194 @@
+//! The daemon configuration: `/etc/crishim/config.toml` (optional) with a default for every key,
+//! then command-line flags on top.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Where the config file is read from when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/crishim/config.toml";
+
+/// The cgroup driver, as kubelet's `--cgroup-driver` names it; both must agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    /// Cgroup paths are plain directories (`/kubepods/pod123`).
+    #[default]
+    Cgroupfs,
+    /// Cgroup parents are systemd slice names (`kubepods-pod123.slice`), expanded to paths.
+    Systemd,
+}
+
+/// What a RuntimeClass handler does with the pod's containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerKind {
+    /// Choose per container from annotations and the image.
+    Auto,
+    /// Every container of the pod runs as WebAssembly.
+    Wasm,
+    /// Every container of the pod runs as a Linux container.
+    Linux,
+}
+
+/// The whole configuration. Every key has a default; see README.md for the list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The CRI socket. Defaults to `<state>/crishim.sock`.
+    pub socket: Option<PathBuf>,
+    /// Persistent state: checkpoints, images.
+    pub root: PathBuf,
+    /// Runtime state (lost at reboot): pod directories, namespace pins, sockets.
+    pub state: PathBuf,
+    /// The cgroup driver reported to kubelet and used to read cgroup parents.
+    pub cgroup_driver: CgroupDriver,
+    /// Cgroup parent for pods whose config names none.
+    pub default_cgroup_parent: String,
+    /// How long RunPodSandbox waits for a new monitor to report ready.
+    pub monitor_start_timeout_ms: u64,
+    /// How long StopPodSandbox waits for a monitor to exit before killing it.
+    pub monitor_stop_timeout_ms: u64,
+    /// RuntimeClass handler name to kind. The empty name is the default handler.
+    pub runtime_handlers: BTreeMap<String, HandlerKind>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: None,
+            root: PathBuf::from("/var/lib/crishim"),
+            state: PathBuf::from("/run/crishim"),
+            cgroup_driver: CgroupDriver::default(),
+            default_cgroup_parent: "/crishim".to_string(),
+            monitor_start_timeout_ms: 5_000,
+            monitor_stop_timeout_ms: 5_000,
+            runtime_handlers: BTreeMap::from([
+                (String::new(), HandlerKind::Auto),
+                ("crishim".to_string(), HandlerKind::Auto),
+                ("wasmtime".to_string(), HandlerKind::Wasm),
+                ("youki".to_string(), HandlerKind::Linux),
+            ]),
+        }
+    }
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--socket`
+    pub socket: Option<PathBuf>,
+    /// `--root`
+    pub root: Option<PathBuf>,
+    /// `--state`
+    pub state: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the config: `file` must exist when given; the default file is optional.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config> {
+        let mut config = match file {
+            Some(path) => Self::parse_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                Self::parse_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Config::default(),
+        };
+        if overrides.socket.is_some() {
+            config.socket = overrides.socket;
+        }
+        if let Some(root) = overrides.root {
+            config.root = root;
+        }
+        if let Some(state) = overrides.state {
+            config.state = state;
+        }
+        Ok(config)
+    }
+
+    fn parse_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_path("read config", path)?;
+        Self::parse(&text)
+            .map_err(|e| Error::InvalidArgument(format!("config {}: {e}", path.display())))
+    }
+
+    /// Parses config TOML text.
+    pub fn parse(text: &str) -> std::result::Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The CRI socket path in effect.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.state.join("crishim.sock"))
+    }
+
+    /// The kind of a RuntimeClass handler, or InvalidArgument naming the known ones.
+    pub fn handler_kind(&self, handler: &str) -> Result<HandlerKind> {
+        self.runtime_handlers.get(handler).copied().ok_or_else(|| {
+            let known: Vec<String> = self
+                .runtime_handlers
+                .keys()
+                .map(|k| format!("{k:?}"))
+                .collect();
+            Error::InvalidArgument(format!(
+                "unknown runtime handler {handler:?}; configured handlers: {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_override_defaults_and_flags_override_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "root = \"/a\"\nstate = \"/b\"\ncgroup_driver = \"systemd\"\n[runtime_handlers]\nspin = \"wasm\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            Overrides {
+                state: Some("/c".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.root, PathBuf::from("/a"));
+        assert_eq!(config.state, PathBuf::from("/c"));
+        assert_eq!(config.socket_path(), PathBuf::from("/c/crishim.sock"));
+        assert_eq!(config.cgroup_driver, CgroupDriver::Systemd);
+        assert_eq!(config.handler_kind("spin").unwrap(), HandlerKind::Wasm);
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        assert!(Config::parse("rooot = \"/a\"").is_err());
+        let missing = Config::load(Some(Path::new("/nonexistent/c.toml")), Overrides::default());
+        assert!(matches!(missing, Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn default_handlers_and_unknown_handler() {
+        let config = Config::default();
+        assert_eq!(config.handler_kind("").unwrap(), HandlerKind::Auto);
+        assert_eq!(config.handler_kind("youki").unwrap(), HandlerKind::Linux);
+        let err = config.handler_kind("runc").unwrap_err().to_string();
+        assert!(err.contains("\"runc\"") && err.contains("\"wasmtime\""), "{err}");
+    }
+}

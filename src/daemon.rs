@@ -1,0 +1,92 @@
+//! The daemon's shared state: config, the sandbox manager, runtime settings kubelet pushes,
+//! and the tasks that watch each pod's monitor for an unexpected exit.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::monitor::launcher::ProcessMonitors;
+use crate::os::cgroup::HostCgroups;
+use crate::os::mount::HostMounter;
+use crate::os::process::Pidfd;
+use crate::sandbox::{SandboxHost, SandboxManager};
+use crate::store::sandbox::MonitorProcess;
+
+/// Everything the RPCs share.
+pub struct Daemon {
+    /// The configuration in effect.
+    pub config: Arc<Config>,
+    /// Pod sandboxes.
+    pub sandboxes: Arc<SandboxManager>,
+    /// The pod CIDR from the last UpdateRuntimeConfig.
+    pub pod_cidr: RwLock<String>,
+}
+
+impl Daemon {
+    /// Builds the daemon on the real host and recovers its pods from disk. Must run inside a
+    /// tokio runtime (it starts the monitor watchers).
+    pub fn start(config: Config) -> Result<Arc<Daemon>> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::io("find the crishim executable", e))?;
+        let host = SandboxHost {
+            mounts: Arc::new(HostMounter),
+            cgroups: Arc::new(HostCgroups::detect()?),
+            monitors: Arc::new(ProcessMonitors::new(
+                exe,
+                Duration::from_millis(config.monitor_start_timeout_ms),
+                Duration::from_millis(config.monitor_stop_timeout_ms),
+            )),
+        };
+        let config = Arc::new(config);
+        let sandboxes = Arc::new(SandboxManager::new(config.clone(), host));
+        let recovered = sandboxes.recover()?;
+        tracing::info!(
+            live = recovered.live.len(),
+            not_ready = recovered.not_ready,
+            undone = recovered.undone,
+            skipped = recovered.skipped,
+            "recovered pod sandboxes from disk"
+        );
+        let daemon = Arc::new(Daemon {
+            config,
+            sandboxes,
+            pod_cidr: RwLock::new(String::new()),
+        });
+        for (id, process) in recovered.live {
+            daemon.watch_monitor(id, process);
+        }
+        Ok(daemon)
+    }
+
+    /// Watches a pod's monitor and marks the pod NotReady when it exits on its own.
+    pub fn watch_monitor(&self, pod_id: String, process: MonitorProcess) {
+        let sandboxes = self.sandboxes.clone();
+        tokio::spawn(async move {
+            if let Ok(pidfd) = Pidfd::open(process.pid) {
+                // SAFETY: Pidfd owns its fd and returns the same one for as long as it lives.
+                match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
+                    Ok(fd) => {
+                        let _ = fd.readable().await;
+                        fd.get_ref().reap();
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        tracing::error!(pod_id = %pod_id, error = %e, "cannot watch pod monitor");
+                        return;
+                    }
+                }
+            }
+            let outcome = tokio::task::spawn_blocking(move || {
+                sandboxes.monitor_exited(&pod_id, process.pid)
+            })
+            .await;
+            if let Ok(Err(e)) = outcome {
+                tracing::error!(error = %e, "recording a monitor exit failed");
+            }
+        });
+    }
+}

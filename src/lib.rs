@@ -1,0 +1,13 @@
+//! crishim: a Kubernetes CRI runtime for Linux containers and WebAssembly.
+//!
+//! See ARCHITECTURE.md in the team's shared folder for the process model: a daemon (`serve`)
+//! and one monitor process per pod (`monitor`).
+
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod monitor;
+pub mod os;
+pub mod sandbox;
+pub mod server;
+pub mod store;

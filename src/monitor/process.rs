@@ -1,0 +1,223 @@
+//! The monitor process (`crishim monitor`, started by the daemon, one per pod).
+//!
+//! It runs single-threaded and without an async runtime, to stay small: it leaves the daemon's
+//! session, unshares the pod's namespaces, brings up loopback, sets the hostname, forks once
+//! into a new pid namespace when the pod shares one, then prints its ready line and serves its
+//! control socket until told to shut down. The daemon pins the namespaces and sets the cgroup.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+
+use crate::monitor::protocol::{ReadyLine, Request, Response};
+
+/// What a monitor is told on its command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorArgs {
+    /// The pod sandbox id.
+    #[arg(long)]
+    pub pod_id: String,
+    /// The control socket to serve.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// Hostname to set in the new UTS namespace.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Create a network namespace.
+    #[arg(long)]
+    pub net: bool,
+    /// Create an IPC namespace.
+    #[arg(long)]
+    pub ipc: bool,
+    /// Create a UTS namespace.
+    #[arg(long)]
+    pub uts: bool,
+    /// Create a PID namespace (the monitor becomes its pid 1).
+    #[arg(long)]
+    pub pid: bool,
+}
+
+/// Runs the monitor; returns the process exit code.
+pub fn run(args: MonitorArgs) -> i32 {
+    let listener = match set_up(&args) {
+        Ok(listener) => listener,
+        Err(message) => {
+            report_ready(&ReadyLine::Failed { message });
+            return 1;
+        }
+    };
+    let pid = host_pid();
+    report_ready(&ReadyLine::Ready { pid });
+    // From now on stdout goes where stderr goes: the monitor log the daemon opened.
+    let _ = nix::unistd::dup2_stdout(std::io::stderr());
+    eprintln!("monitor for pod {} ready, pid {pid}", args.pod_id);
+    serve(&listener, &args.pod_id, pid);
+    0
+}
+
+fn set_up(args: &MonitorArgs) -> Result<UnixListener, String> {
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    let mut flags = CloneFlags::empty();
+    for (wanted, flag) in [
+        (args.net, CloneFlags::CLONE_NEWNET),
+        (args.ipc, CloneFlags::CLONE_NEWIPC),
+        (args.uts, CloneFlags::CLONE_NEWUTS),
+        (args.pid, CloneFlags::CLONE_NEWPID),
+    ] {
+        if wanted {
+            flags |= flag;
+        }
+    }
+    nix::sched::unshare(flags).map_err(|e| format!("unshare namespaces {flags:?}: {e}"))?;
+    if args.net {
+        loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+    }
+    if let (true, Some(hostname)) = (args.uts, &args.hostname) {
+        nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
+    }
+    if args.pid {
+        enter_new_pid_namespace()?;
+    }
+    // Orphans in the pod (a container's children) come to the monitor, not to the host's init.
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("set child subreaper: {e}"))?;
+    let _ = std::fs::remove_file(&args.socket);
+    let listener = UnixListener::bind(&args.socket)
+        .map_err(|e| format!("bind control socket {}: {e}", args.socket.display()))?;
+    std::fs::set_permissions(&args.socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("chmod {}: {e}", args.socket.display()))?;
+    Ok(listener)
+}
+
+/// unshare(CLONE_NEWPID) puts only our future children in the new namespace: fork once, the
+/// child (pid 1 there) goes on as the monitor and the parent exits at once.
+fn enter_new_pid_namespace() -> Result<(), String> {
+    // SAFETY: the monitor is single-threaded here (no thread has been spawned yet), so the
+    // child may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => Ok(()),
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            // SAFETY: _exit skips atexit handlers and destructors, which belong to the child now.
+            unsafe { libc::_exit(0) }
+        }
+        Err(e) => Err(format!("fork into the new pid namespace: {e}")),
+    }
+}
+
+/// Our pid as the host sees it: /proc is the host's, so /proc/self names it even when we are
+/// pid 1 of a new pid namespace.
+fn host_pid() -> i32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok())
+        .unwrap_or_else(|| std::process::id() as i32)
+}
+
+fn report_ready(line: &ReadyLine) {
+    let mut out = std::io::stdout().lock();
+    if let Ok(mut text) = serde_json::to_vec(line) {
+        text.push(b'\n');
+        let _ = out.write_all(&text);
+        let _ = out.flush();
+    }
+}
+
+/// Sets IFF_UP on `lo` in the new network namespace, as the CNI loopback plugin would.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a plain datagram socket used only for interface ioctls.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: sock was just returned by socket(2) and is owned here.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    // SAFETY: ifreq is plain data; zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the flags member of a valid ifreq.
+    unsafe {
+        if libc::ioctl(raw, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(raw, libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn serve(listener: &UnixListener, pod_id: &str, pid: i32) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        match handle_connection(stream, pod_id, pid) {
+            Ok(Some(Request::Shutdown)) => {
+                eprintln!("monitor for pod {pod_id}: shutdown requested");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("monitor for pod {pod_id}: control connection: {e}"),
+        }
+    }
+}
+
+/// Reads one request, answers it; returns the request so the caller can act on Shutdown.
+fn handle_connection(stream: UnixStream, pod_id: &str, pid: i32) -> std::io::Result<Option<Request>> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let (request, response) = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let response = answer(&request, pod_id, pid);
+            (Some(request), response)
+        }
+        Err(e) => (None, Response::Failed { message: format!("bad request: {e}") }),
+    };
+    let mut text = serde_json::to_vec(&response)?;
+    text.push(b'\n');
+    (&stream).write_all(&text)?;
+    Ok(request)
+}
+
+fn answer(request: &Request, pod_id: &str, pid: i32) -> Response {
+    match request {
+        Request::Ping => Response::Pong { pod_id: pod_id.to_string(), pid },
+        Request::Shutdown => Response::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::protocol::call;
+
+    #[test]
+    fn serves_ping_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("m.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || serve(&listener, "pod1", 42));
+        let timeout = Duration::from_secs(5);
+        assert_eq!(
+            call(&socket, &Request::Ping, timeout).unwrap(),
+            Response::Pong { pod_id: "pod1".into(), pid: 42 }
+        );
+        let mut raw = UnixStream::connect(&socket).unwrap();
+        raw.write_all(b"{\"op\":\"dance\"}\n").unwrap();
+        let mut answer = String::new();
+        BufReader::new(&raw).read_line(&mut answer).unwrap();
+        assert!(answer.contains("bad request"), "{answer}");
+        assert_eq!(call(&socket, &Request::Shutdown, timeout).unwrap(), Response::Done);
+        server.join().unwrap();
+    }
+}

@@ -1,0 +1,91 @@
+//! The monitor's control protocol: one JSON request line, one JSON response line, per
+//! connection on `<pod dir>/monitor.sock`; and the ready line a new monitor prints on stdout.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A request to a monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Are you there, and which pod are you?
+    Ping,
+    /// Stop everything in the pod and exit.
+    Shutdown,
+}
+
+/// A monitor's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to Ping.
+    Pong {
+        /// The pod this monitor serves.
+        pod_id: String,
+        /// The monitor's host pid.
+        pid: i32,
+    },
+    /// The request was carried out.
+    Done,
+    /// The request failed.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The one line a starting monitor writes to stdout: ready with its host pid, or why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReadyLine {
+    /// The monitor serves its control socket.
+    Ready {
+        /// Host pid of the monitor (after any fork into a new pid namespace).
+        pid: i32,
+    },
+    /// Setting up failed; the monitor exits.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Sends one request to the monitor listening on `socket` and reads its response.
+pub fn call(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<Response> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    if answer.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "monitor closed the connection without answering",
+        ));
+    }
+    Ok(serde_json::from_str(&answer)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_tagged_json() {
+        assert_eq!(serde_json::to_string(&Request::Ping).unwrap(), r#"{"op":"ping"}"#);
+        let pong = Response::Pong { pod_id: "a".into(), pid: 3 };
+        assert_eq!(
+            serde_json::to_string(&pong).unwrap(),
+            r#"{"result":"pong","pod_id":"a","pid":3}"#
+        );
+        let ready: ReadyLine = serde_json::from_str(r#"{"status":"ready","pid":7}"#).unwrap();
+        assert_eq!(ready, ReadyLine::Ready { pid: 7 });
+    }
+}

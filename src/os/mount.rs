@@ -1,0 +1,80 @@
+//! Bind mounts, used to pin a pod's namespaces to files so they outlive any one process.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::error::{Error, Result};
+
+/// Mount operations the sandbox logic needs.
+pub trait Mounter: Send + Sync {
+    /// Bind-mounts `source` onto the existing file or directory `target`.
+    fn bind(&self, source: &Path, target: &Path) -> Result<()>;
+    /// Unmounts `target`; a target that is not mounted (or gone) is success.
+    fn unmount(&self, target: &Path) -> Result<()>;
+}
+
+/// The real mounter: mount(2) and umount2(2).
+#[derive(Debug, Default)]
+pub struct HostMounter;
+
+impl Mounter for HostMounter {
+    fn bind(&self, source: &Path, target: &Path) -> Result<()> {
+        nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| {
+                Error::io(
+                    format!("bind mount {} on {}", source.display(), target.display()),
+                    e.into(),
+                )
+            })
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+            Err(e) => Err(Error::io_path("unmount", target, e.into())),
+        }
+    }
+}
+
+/// A recording fake for unit tests: keeps the set of mounted targets.
+#[derive(Debug, Default)]
+pub struct FakeMounter {
+    /// Currently "mounted" (source, target) pairs.
+    pub mounted: Mutex<Vec<(std::path::PathBuf, std::path::PathBuf)>>,
+    /// When set, `bind` fails for targets whose path ends with this.
+    pub fail_bind_suffix: Option<String>,
+}
+
+impl Mounter for FakeMounter {
+    fn bind(&self, source: &Path, target: &Path) -> Result<()> {
+        if let Some(suffix) = &self.fail_bind_suffix {
+            if target.ends_with(suffix) {
+                return Err(Error::io_path(
+                    "bind mount",
+                    target,
+                    std::io::Error::from_raw_os_error(libc::EPERM),
+                ));
+            }
+        }
+        self.lock().push((source.to_path_buf(), target.to_path_buf()));
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        self.lock().retain(|(_, t)| t != target);
+        Ok(())
+    }
+}
+
+impl FakeMounter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(std::path::PathBuf, std::path::PathBuf)>> {
+        self.mounted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The targets mounted now.
+    pub fn targets(&self) -> Vec<std::path::PathBuf> {
+        self.lock().iter().map(|(_, t)| t.clone()).collect()
+    }
+}

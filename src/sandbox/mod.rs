@@ -1,0 +1,117 @@
+//! Pod sandbox lifecycle: the domain logic behind RunPodSandbox, StopPodSandbox,
+//! RemovePodSandbox, PodSandboxStatus, ListPodSandbox, and recovery at daemon start.
+//!
+//! Everything here is synchronous: the gRPC layer runs it on blocking threads. OS side effects
+//! go through the [`Mounter`], [`Cgroups`] and [`MonitorControl`] traits.
+
+mod lifecycle;
+mod query;
+mod recover;
+mod spec;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::monitor::launcher::MonitorControl;
+use crate::os::cgroup::Cgroups;
+use crate::os::mount::Mounter;
+use crate::store::checkpoint;
+use crate::store::layout::Layout;
+use crate::store::sandbox::SandboxRecord;
+use crate::store::sandbox_index::{SandboxEntry, SandboxIndex};
+
+pub use recover::Recovered;
+
+/// The OS-facing parts the sandbox logic drives.
+#[derive(Clone)]
+pub struct SandboxHost {
+    /// Namespace pinning.
+    pub mounts: Arc<dyn Mounter>,
+    /// Pod cgroups.
+    pub cgroups: Arc<dyn Cgroups>,
+    /// Monitor processes.
+    pub monitors: Arc<dyn MonitorControl>,
+}
+
+/// Owns every sandbox of the daemon.
+pub struct SandboxManager {
+    config: Arc<Config>,
+    layout: Layout,
+    index: SandboxIndex,
+    host: SandboxHost,
+}
+
+impl SandboxManager {
+    /// A manager with no sandboxes yet; call [`SandboxManager::recover`] before serving.
+    pub fn new(config: Arc<Config>, host: SandboxHost) -> Self {
+        let layout = Layout::new(&config.root, &config.state);
+        SandboxManager {
+            config,
+            layout,
+            index: SandboxIndex::default(),
+            host,
+        }
+    }
+
+    /// The on-disk layout in use.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The cgroup mode of the host ("v1", "hybrid", "v2").
+    pub fn cgroup_mode(&self) -> &'static str {
+        self.host.cgroups.mode()
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<SandboxEntry>> {
+        self.index
+            .lookup(id)?
+            .ok_or_else(|| Error::NotFound(format!("pod sandbox {id:?} not found")))
+    }
+
+    /// Writes the record's checkpoint (always before the in-memory copy changes).
+    fn save(&self, record: &SandboxRecord) -> Result<()> {
+        checkpoint::write(&self.layout.sandbox_checkpoint(&record.id), record)
+    }
+
+    /// Stops what runs for a pod and undoes its pins and cgroup; idempotent.
+    fn stop_runtime(&self, record: &SandboxRecord) -> Result<()> {
+        if let Some(process) = &record.monitor {
+            self.host
+                .monitors
+                .shutdown(&self.layout.monitor_socket(&record.id), process)?;
+        }
+        for kind in record.namespaces.owned() {
+            self.host
+                .mounts
+                .unmount(&self.layout.namespace_pin(&record.id, kind))?;
+        }
+        self.host.cgroups.remove(&record.cgroup)
+    }
+
+    /// Deletes a pod's runtime dir and its record dir; idempotent.
+    fn delete_dirs(&self, id: &str) -> Result<()> {
+        remove_dir_all_if_exists(&self.layout.pod_dir(id))?;
+        remove_dir_all_if_exists(&self.layout.sandbox_dir(id))
+    }
+}
+
+fn remove_dir_all_if_exists(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other.with_path("remove", dir),
+    }
+}
+
+/// Unix nanoseconds now.
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

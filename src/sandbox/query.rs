@@ -1,0 +1,119 @@
+//! PodSandboxStatus and ListPodSandbox, with every filter kubelet and crictl use.
+
+use std::collections::HashMap;
+
+use cri_proto::{
+    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxFilter, PodSandboxNetworkStatus,
+    PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
+};
+use serde_json::json;
+
+use super::{SandboxManager, now_nanos};
+use crate::error::Result;
+use crate::store::sandbox::{SandboxPhase, SandboxRecord};
+
+fn cri_state(phase: SandboxPhase) -> PodSandboxState {
+    match phase {
+        SandboxPhase::Ready => PodSandboxState::SandboxReady,
+        SandboxPhase::Creating | SandboxPhase::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+/// True when `record` passes every part of `filter`.
+fn matches(record: &SandboxRecord, filter: &PodSandboxFilter) -> bool {
+    let id_ok = filter.id.is_empty() || record.id.starts_with(&filter.id);
+    let state_ok = filter
+        .state
+        .as_ref()
+        .is_none_or(|s| s.state == cri_state(record.phase) as i32);
+    let labels_ok = filter
+        .label_selector
+        .iter()
+        .all(|(k, v)| record.config.labels.get(k) == Some(v));
+    id_ok && state_ok && labels_ok
+}
+
+impl SandboxManager {
+    /// The status of one pod; `verbose` adds an `info` JSON document for debugging.
+    pub fn status(&self, id: &str, verbose: bool) -> Result<PodSandboxStatusResponse> {
+        let record = self.entry(id)?.snapshot();
+        let namespace_options = record
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let status = PodSandboxStatus {
+            id: record.id.clone(),
+            metadata: record.config.metadata.clone(),
+            state: cri_state(record.phase) as i32,
+            created_at: record.created_at,
+            network: Some(PodSandboxNetworkStatus::default()),
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(namespace_options),
+                }),
+            }),
+            labels: record.config.labels.clone(),
+            annotations: record.config.annotations.clone(),
+            runtime_handler: record.runtime_handler.clone(),
+        };
+        let info = if verbose {
+            HashMap::from([("info".to_string(), self.verbose_info(&record).to_string())])
+        } else {
+            HashMap::new()
+        };
+        Ok(PodSandboxStatusResponse {
+            status: Some(status),
+            info,
+            containers_statuses: Vec::new(),
+            timestamp: now_nanos(),
+        })
+    }
+
+    fn verbose_info(&self, record: &SandboxRecord) -> serde_json::Value {
+        let pins: serde_json::Map<String, serde_json::Value> = record
+            .namespaces
+            .owned()
+            .into_iter()
+            .map(|kind| {
+                let path = self.layout.namespace_pin(&record.id, kind);
+                (kind.proc_name().to_string(), json!(path))
+            })
+            .collect();
+        json!({
+            "pid": record.monitor.map(|m| m.pid),
+            "monitorSocket": self.layout.monitor_socket(&record.id),
+            "monitorLog": self.layout.monitor_log(&record.id),
+            "namespaces": pins,
+            "cgroup": record.cgroup,
+            "phase": record.phase,
+            "notReadyReason": record.not_ready_reason,
+            "runtimeHandler": record.runtime_handler,
+            "config": record.config,
+        })
+    }
+
+    /// Every pod that passes `filter`, newest first.
+    pub fn list(&self, filter: Option<&PodSandboxFilter>) -> Vec<PodSandbox> {
+        let mut pods: Vec<PodSandbox> = self
+            .index
+            .all()
+            .iter()
+            .map(|entry| entry.snapshot())
+            .filter(|record| filter.is_none_or(|f| matches(record, f)))
+            .map(|record| PodSandbox {
+                state: cri_state(record.phase) as i32,
+                created_at: record.created_at,
+                id: record.id,
+                metadata: record.config.metadata,
+                labels: record.config.labels,
+                annotations: record.config.annotations,
+                runtime_handler: record.runtime_handler,
+            })
+            .collect();
+        pods.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        pods
+    }
+}

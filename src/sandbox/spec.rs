@@ -1,0 +1,174 @@
+//! Checks a RunPodSandbox request and works out what the pod needs: its namespaces, hostname
+//! and cgroup. Pure functions, no side effects.
+
+use cri_proto::{NamespaceMode, NamespaceOption, PodSandboxConfig};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::os::cgroup;
+use crate::store::sandbox::PodNamespaces;
+
+/// Linux allows hostnames up to 64 bytes.
+const MAX_HOSTNAME: usize = 64;
+
+/// What a valid RunPodSandbox request asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodPlan {
+    /// Namespaces the pod owns.
+    pub namespaces: PodNamespaces,
+    /// Hostname to set, when the pod has its own UTS namespace and asks for one.
+    pub hostname: Option<String>,
+    /// The monitor's cgroup path.
+    pub cgroup: String,
+}
+
+/// Validates the config and plans the pod. `id` names the monitor's cgroup leaf.
+pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) -> Result<PodPlan> {
+    let invalid = |what: &str| Error::InvalidArgument(format!("PodSandboxConfig: {what}"));
+    let metadata = pod.metadata.as_ref().ok_or_else(|| invalid("metadata is required"))?;
+    for (field, value) in [
+        ("name", &metadata.name),
+        ("namespace", &metadata.namespace),
+        ("uid", &metadata.uid),
+    ] {
+        if value.is_empty() {
+            return Err(invalid(&format!("metadata.{field} is required")));
+        }
+    }
+    config.handler_kind(handler)?;
+
+    let linux = pod.linux.clone().unwrap_or_default();
+    let options: NamespaceOption = linux
+        .security_context
+        .and_then(|s| s.namespace_options)
+        .unwrap_or_default();
+    if options
+        .userns_options
+        .as_ref()
+        .is_some_and(|u| u.mode == NamespaceMode::Pod as i32)
+    {
+        return Err(Error::Unimplemented(
+            "pod user namespaces (hostUsers: false) are not supported by crishim yet".into(),
+        ));
+    }
+    let host_network = options.network == NamespaceMode::Node as i32;
+    // As containerd does: a host-network pod also keeps the host's UTS namespace (its hostname).
+    let namespaces = PodNamespaces {
+        net: !host_network,
+        uts: !host_network,
+        ipc: options.ipc != NamespaceMode::Node as i32,
+        pid: options.pid == NamespaceMode::Pod as i32,
+    };
+
+    let hostname = (!pod.hostname.is_empty() && namespaces.uts).then(|| pod.hostname.clone());
+    if pod.hostname.len() > MAX_HOSTNAME || pod.hostname.contains(['\0', '/']) {
+        return Err(invalid(&format!("hostname {:?} is not a valid hostname", pod.hostname)));
+    }
+
+    let parent = if linux.cgroup_parent.is_empty() {
+        config.default_cgroup_parent.as_str()
+    } else {
+        linux.cgroup_parent.as_str()
+    };
+    let parent = cgroup::parent_path(config.cgroup_driver, parent)?;
+    let cgroup = format!("{parent}/{}", cgroup::monitor_leaf(config.cgroup_driver, id));
+    Ok(PodPlan {
+        namespaces,
+        hostname,
+        cgroup,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cri_proto::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxMetadata, UserNamespace};
+
+    fn pod() -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "web-0".into(),
+            ..Default::default()
+        }
+    }
+
+    fn with_options(options: NamespaceOption) -> PodSandboxConfig {
+        PodSandboxConfig {
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(options),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..pod()
+        }
+    }
+
+    #[test]
+    fn default_pod_owns_net_ipc_uts_and_gets_default_cgroup() {
+        let plan = plan(&Config::default(), &pod(), "", "abc").unwrap();
+        assert_eq!(plan.namespaces, PodNamespaces { net: true, ipc: true, uts: true, pid: false });
+        assert_eq!(plan.hostname.as_deref(), Some("web-0"));
+        assert_eq!(plan.cgroup, "/crishim/crishim-abc");
+    }
+
+    #[test]
+    fn host_namespaces_and_shared_pid() {
+        let options = NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            ipc: NamespaceMode::Node as i32,
+            pid: NamespaceMode::Pod as i32,
+            ..Default::default()
+        };
+        let plan = plan(&Config::default(), &with_options(options), "", "abc").unwrap();
+        assert_eq!(plan.namespaces, PodNamespaces { net: false, ipc: false, uts: false, pid: true });
+        assert_eq!(plan.hostname, None, "host network keeps the host's hostname");
+    }
+
+    #[test]
+    fn bad_metadata_handler_and_userns_are_rejected() {
+        let config = Config::default();
+        let mut missing = pod();
+        missing.metadata = None;
+        assert!(matches!(plan(&config, &missing, "", "a"), Err(Error::InvalidArgument(_))));
+        let mut no_uid = pod();
+        if let Some(m) = no_uid.metadata.as_mut() {
+            m.uid.clear();
+        }
+        let err = plan(&config, &no_uid, "", "a").unwrap_err().to_string();
+        assert!(err.contains("metadata.uid"), "{err}");
+        assert!(matches!(plan(&config, &pod(), "runc", "a"), Err(Error::InvalidArgument(_))));
+        let userns = NamespaceOption {
+            userns_options: Some(UserNamespace { mode: NamespaceMode::Pod as i32, ..Default::default() }),
+            ..Default::default()
+        };
+        assert!(matches!(plan(&config, &with_options(userns), "", "a"), Err(Error::Unimplemented(_))));
+        let mut long = pod();
+        long.hostname = "h".repeat(65);
+        assert!(matches!(plan(&config, &long, "", "a"), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn cgroup_parent_from_config_is_validated() {
+        let mut p = pod();
+        p.linux = Some(LinuxPodSandboxConfig {
+            cgroup_parent: "/kubepods/../x".into(),
+            ..Default::default()
+        });
+        assert!(matches!(plan(&Config::default(), &p, "", "a"), Err(Error::InvalidArgument(_))));
+        p.linux = Some(LinuxPodSandboxConfig {
+            cgroup_parent: "/kubepods/besteffort/podu1".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            plan(&Config::default(), &p, "", "a").unwrap().cgroup,
+            "/kubepods/besteffort/podu1/crishim-a"
+        );
+    }
+}

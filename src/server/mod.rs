@@ -1,0 +1,71 @@
+//! The gRPC layer: tonic services that unwrap a request, call the domain code and map the
+//! error. One file per RPC group; `serve` owns the socket and graceful shutdown.
+
+mod image_service;
+mod runtime_info;
+mod runtime_service;
+mod sandbox;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use cri_proto::image_service_server::ImageServiceServer;
+use cri_proto::runtime_service_server::RuntimeServiceServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::daemon::Daemon;
+use crate::error::{Error, IoContext, Result};
+
+pub use image_service::ImageApi;
+pub use runtime_service::RuntimeApi;
+
+/// Runs `f` on a blocking thread inside the current span (the domain code is synchronous).
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| Error::Internal(format!("request task failed: {e}")))?
+}
+
+/// Binds the CRI socket: creates its directory, replaces a stale socket file, refuses to take
+/// over a socket another process still serves, and sets mode 0660.
+pub async fn bind(socket: &Path) -> Result<UnixListener> {
+    let dir = socket
+        .parent()
+        .ok_or_else(|| Error::InvalidArgument(format!("socket path {} has no directory", socket.display())))?;
+    std::fs::create_dir_all(dir).with_path("create the socket directory", dir)?;
+    if socket.exists() {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Err(Error::FailedPrecondition(format!(
+                "another process is serving {}; stop it or pick another --socket",
+                socket.display()
+            )));
+        }
+        std::fs::remove_file(socket).with_path("remove stale socket", socket)?;
+    }
+    let listener = UnixListener::bind(socket).with_path("bind", socket)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_path("chmod 0660", socket)?;
+    Ok(listener)
+}
+
+/// Serves both CRI services on `listener` until `shutdown` resolves, then lets in-flight calls
+/// finish. Pods keep running.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(RuntimeApi::new(daemon.clone())))
+        .add_service(ImageServiceServer::new(ImageApi))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+}

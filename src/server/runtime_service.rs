@@ -1,0 +1,141 @@
+//! `runtime.v1.RuntimeService`: routes each RPC to its group's file. RPCs of later issues
+//! (containers, streaming, stats) answer Unimplemented, naming the RPC.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cri_proto::runtime_service_server::RuntimeService;
+use cri_proto::*;
+use tonic::{Request, Response, Status};
+
+use crate::daemon::Daemon;
+use crate::error::Error;
+
+/// The RuntimeService implementation.
+pub struct RuntimeApi {
+    pub(super) daemon: Arc<Daemon>,
+}
+
+impl RuntimeApi {
+    /// A service over the daemon's state.
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        RuntimeApi { daemon }
+    }
+}
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+/// Defines RPCs that are not built yet: each answers Unimplemented with its CRI name. Written
+/// in the form `#[async_trait]` expands to, since that attribute does not see into macros.
+macro_rules! not_built_yet {
+    ($($method:ident($request:ty) -> $response:ty = $name:literal;)*) => {
+        $(
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
+                _request: Request<$request>,
+            ) -> Pin<Box<dyn Future<Output = RpcResult<$response>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async move {
+                    tracing::debug!(rpc = $name, "unimplemented RPC called");
+                    Err(Error::unimplemented($name).into())
+                })
+            }
+        )*
+    };
+}
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeApi {
+    async fn version(&self, request: Request<VersionRequest>) -> RpcResult<VersionResponse> {
+        Ok(Response::new(self.version_rpc(request.into_inner())))
+    }
+
+    async fn status(&self, request: Request<StatusRequest>) -> RpcResult<StatusResponse> {
+        Ok(Response::new(self.status_rpc(request.into_inner())))
+    }
+
+    async fn runtime_config(
+        &self,
+        _request: Request<RuntimeConfigRequest>,
+    ) -> RpcResult<RuntimeConfigResponse> {
+        Ok(Response::new(self.runtime_config_rpc()))
+    }
+
+    async fn update_runtime_config(
+        &self,
+        request: Request<UpdateRuntimeConfigRequest>,
+    ) -> RpcResult<UpdateRuntimeConfigResponse> {
+        Ok(Response::new(self.update_runtime_config_rpc(request.into_inner())))
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        request: Request<RunPodSandboxRequest>,
+    ) -> RpcResult<RunPodSandboxResponse> {
+        Ok(Response::new(self.run_pod_sandbox_rpc(request.into_inner()).await?))
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<StopPodSandboxRequest>,
+    ) -> RpcResult<StopPodSandboxResponse> {
+        Ok(Response::new(self.stop_pod_sandbox_rpc(request.into_inner()).await?))
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<RemovePodSandboxRequest>,
+    ) -> RpcResult<RemovePodSandboxResponse> {
+        Ok(Response::new(self.remove_pod_sandbox_rpc(request.into_inner()).await?))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<PodSandboxStatusRequest>,
+    ) -> RpcResult<PodSandboxStatusResponse> {
+        Ok(Response::new(self.pod_sandbox_status_rpc(request.into_inner())?))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: Request<ListPodSandboxRequest>,
+    ) -> RpcResult<ListPodSandboxResponse> {
+        Ok(Response::new(self.list_pod_sandbox_rpc(request.into_inner())))
+    }
+
+    type GetContainerEventsStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
+
+    async fn get_container_events(
+        &self,
+        _request: Request<GetEventsRequest>,
+    ) -> RpcResult<Self::GetContainerEventsStream> {
+        Err(Error::unimplemented("GetContainerEvents").into())
+    }
+
+    not_built_yet! {
+        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
+        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
+        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
+        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
+        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
+        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
+        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
+        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
+        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
+        exec(ExecRequest) -> ExecResponse = "Exec";
+        attach(AttachRequest) -> AttachResponse = "Attach";
+        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
+        container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
+        list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
+        pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";
+        list_pod_sandbox_stats(ListPodSandboxStatsRequest) -> ListPodSandboxStatsResponse = "ListPodSandboxStats";
+        checkpoint_container(CheckpointContainerRequest) -> CheckpointContainerResponse = "CheckpointContainer";
+        list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse = "ListMetricDescriptors";
+        list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse = "ListPodSandboxMetrics";
+    }
+}

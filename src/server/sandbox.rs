@@ -1,0 +1,69 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+
+use cri_proto::{
+    ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
+    RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+};
+
+use super::{RuntimeApi, blocking};
+use crate::error::Result;
+
+impl RuntimeApi {
+    #[tracing::instrument(name = "RunPodSandbox", skip_all, fields(
+        pod = request.config.as_ref().and_then(|c| c.metadata.as_ref()).map(|m| format!("{}/{}", m.namespace, m.name)),
+        pod_id = tracing::field::Empty,
+    ))]
+    pub(super) async fn run_pod_sandbox_rpc(
+        &self,
+        request: RunPodSandboxRequest,
+    ) -> Result<RunPodSandboxResponse> {
+        let sandboxes = self.daemon.sandboxes.clone();
+        let record = blocking(move || sandboxes.run(request)).await?;
+        tracing::Span::current().record("pod_id", record.id.as_str());
+        tracing::info!("pod sandbox ready");
+        if let Some(monitor) = record.monitor {
+            self.daemon.watch_monitor(record.id.clone(), monitor);
+        }
+        Ok(RunPodSandboxResponse {
+            pod_sandbox_id: record.id,
+        })
+    }
+
+    #[tracing::instrument(name = "StopPodSandbox", skip_all, fields(pod_id = %request.pod_sandbox_id))]
+    pub(super) async fn stop_pod_sandbox_rpc(
+        &self,
+        request: StopPodSandboxRequest,
+    ) -> Result<StopPodSandboxResponse> {
+        let sandboxes = self.daemon.sandboxes.clone();
+        blocking(move || sandboxes.stop(&request.pod_sandbox_id)).await?;
+        Ok(StopPodSandboxResponse {})
+    }
+
+    #[tracing::instrument(name = "RemovePodSandbox", skip_all, fields(pod_id = %request.pod_sandbox_id))]
+    pub(super) async fn remove_pod_sandbox_rpc(
+        &self,
+        request: RemovePodSandboxRequest,
+    ) -> Result<RemovePodSandboxResponse> {
+        let sandboxes = self.daemon.sandboxes.clone();
+        blocking(move || sandboxes.remove(&request.pod_sandbox_id)).await?;
+        Ok(RemovePodSandboxResponse {})
+    }
+
+    #[tracing::instrument(name = "PodSandboxStatus", skip_all, fields(pod_id = %request.pod_sandbox_id))]
+    pub(super) fn pod_sandbox_status_rpc(
+        &self,
+        request: PodSandboxStatusRequest,
+    ) -> Result<PodSandboxStatusResponse> {
+        self.daemon
+            .sandboxes
+            .status(&request.pod_sandbox_id, request.verbose)
+    }
+
+    #[tracing::instrument(name = "ListPodSandbox", skip_all)]
+    pub(super) fn list_pod_sandbox_rpc(&self, request: ListPodSandboxRequest) -> ListPodSandboxResponse {
+        ListPodSandboxResponse {
+            items: self.daemon.sandboxes.list(request.filter.as_ref()),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Atomic, versioned JSON checkpoints: write a temp file, fsync it, rename it over the old
+//! one, fsync the directory. A crash leaves either the old or the new file, never a torn one.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, IoContext, Result};
+
+/// Writes `value` as JSON to `path` atomically, creating the parent directory.
+pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Internal(format!("checkpoint path {} has no parent", path.display())))?;
+    std::fs::create_dir_all(dir).with_path("create", dir)?;
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| Error::Internal(format!("encode checkpoint {}: {e}", path.display())))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = File::create(&tmp).with_path("create", &tmp)?;
+    file.write_all(&bytes).with_path("write", &tmp)?;
+    file.sync_all().with_path("fsync", &tmp)?;
+    std::fs::rename(&tmp, path).with_path("rename into place", path)?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_path("fsync", dir)
+}
+
+/// Reads a JSON checkpoint. Corrupt content is an InvalidArgument naming the file.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_path("read", path)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::InvalidArgument(format!("corrupt checkpoint {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/state.json");
+        write(&path, &vec![1, 2]).unwrap();
+        write(&path, &vec![3]).unwrap();
+        assert_eq!(read::<Vec<i32>>(&path).unwrap(), vec![3]);
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, b"{\"trunc").unwrap();
+        let err = read::<Vec<i32>>(&path).unwrap_err().to_string();
+        assert!(err.contains("corrupt checkpoint") && err.contains("state.json"), "{err}");
+    }
+}

@@ -1,0 +1,90 @@
+//! Every path crishim uses, derived from the `root` (persistent) and `state` (runtime) dirs.
+
+use std::path::{Path, PathBuf};
+
+/// The namespaces a pod can own and pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceKind {
+    /// Network namespace.
+    Net,
+    /// IPC namespace.
+    Ipc,
+    /// UTS (hostname) namespace.
+    Uts,
+    /// PID namespace (only when the pod shares one among its containers).
+    Pid,
+}
+
+impl NamespaceKind {
+    /// The name of the namespace under /proc/PID/ns.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            NamespaceKind::Net => "net",
+            NamespaceKind::Ipc => "ipc",
+            NamespaceKind::Uts => "uts",
+            NamespaceKind::Pid => "pid",
+        }
+    }
+}
+
+/// The on-disk layout of one daemon instance.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+    state: PathBuf,
+}
+
+impl Layout {
+    /// A layout over a persistent `root` and a runtime `state` dir.
+    pub fn new(root: impl Into<PathBuf>, state: impl Into<PathBuf>) -> Self {
+        Layout {
+            root: root.into(),
+            state: state.into(),
+        }
+    }
+
+    /// The persistent root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The runtime state dir.
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// Directory holding one directory per sandbox record.
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.root.join("sandboxes")
+    }
+
+    /// The record directory of one sandbox.
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.sandboxes_dir().join(id)
+    }
+
+    /// The checkpoint of one sandbox.
+    pub fn sandbox_checkpoint(&self, id: &str) -> PathBuf {
+        self.sandbox_dir(id).join("state.json")
+    }
+
+    /// The runtime directory of a pod: monitor socket, namespace pins, monitor log.
+    pub fn pod_dir(&self, id: &str) -> PathBuf {
+        self.state.join("pods").join(id)
+    }
+
+    /// The monitor's control socket.
+    pub fn monitor_socket(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("monitor.sock")
+    }
+
+    /// The monitor's own diagnostic log (not a container log).
+    pub fn monitor_log(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("monitor.log")
+    }
+
+    /// The file a pod namespace is bind-mounted on.
+    pub fn namespace_pin(&self, id: &str, kind: NamespaceKind) -> PathBuf {
+        self.pod_dir(id).join("ns").join(kind.proc_name())
+    }
+}
