@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
-use crate::monitor::protocol::{ReadyLine, Request, Response};
+use crate::monitor::protocol::{ReadyLine, Request, Response, with_short_path};
 
 /// What a monitor is told on its command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -85,7 +85,7 @@ fn set_up(args: &MonitorArgs) -> Result<UnixListener, String> {
     // Orphans in the pod (a container's children) come to the monitor, not to the host's init.
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("set child subreaper: {e}"))?;
     let _ = std::fs::remove_file(&args.socket);
-    let listener = UnixListener::bind(&args.socket)
+    let listener = with_short_path(&args.socket, |p| UnixListener::bind(p))
         .map_err(|e| format!("bind control socket {}: {e}", args.socket.display()))?;
     std::fs::set_permissions(&args.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("chmod {}: {e}", args.socket.display()))?;

@@ -54,9 +54,30 @@ pub enum ReadyLine {
     },
 }
 
+/// Unix socket paths are limited to 107 bytes. Runs `op` on `path`, or, when it is too long,
+/// on `/proc/self/fd/N/<name>` through an fd of its directory, which is short whatever the
+/// state dir is.
+pub fn with_short_path<T>(
+    path: &Path,
+    op: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    const MAX_SUN_PATH: usize = 100;
+    if path.as_os_str().len() < MAX_SUN_PATH {
+        return op(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return op(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    op(&short)
+}
+
 /// Sends one request to the monitor listening on `socket` and reads its response.
 pub fn call(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<Response> {
-    let mut stream = UnixStream::connect(socket)?;
+    let mut stream = with_short_path(socket, |p| UnixStream::connect(p))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut line = serde_json::to_vec(request)?;

@@ -9,6 +9,7 @@ mod sandbox;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cri_proto::image_service_server::ImageServiceServer;
 use cri_proto::runtime_service_server::RuntimeServiceServer;
@@ -55,17 +56,34 @@ pub async fn bind(socket: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// How long in-flight calls may take after a shutdown signal before the daemon exits anyway
+/// (an idle client that never closes its connection must not keep it alive).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves both CRI services on `listener` until `shutdown` resolves, then lets in-flight calls
-/// finish. Pods keep running.
+/// finish (for up to [`DRAIN_TIMEOUT`]). Pods keep running.
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: UnixListener,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    tonic::transport::Server::builder()
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let on_signal = signalled.clone();
+    let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(RuntimeApi::new(daemon.clone())))
         .add_service(ImageServiceServer::new(ImageApi))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("gRPC server: {e}")))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            shutdown.await;
+            on_signal.notify_one();
+        });
+    tokio::select! {
+        served = server => served.map_err(|e| Error::Internal(format!("gRPC server: {e}"))),
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => {
+            tracing::warn!("in-flight calls or open connections still there after {DRAIN_TIMEOUT:?}; exiting");
+            Ok(())
+        }
+    }
 }
