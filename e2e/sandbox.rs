@@ -1,6 +1,8 @@
 //! End-to-end tests of the daemon and pod sandboxes: the real `crishim serve` and real monitors,
 //! namespaces, mounts and cgroups, driven over the CRI socket as kubelet drives them.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -13,33 +15,60 @@ use tonic::Code;
 async fn version_status_and_runtime_config() {
     let daemon = TestDaemon::start().await;
     let mut client = daemon.runtime().await;
-    let version = client.version(VersionRequest::default()).await.unwrap().into_inner();
+    let version = client
+        .version(VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(version.runtime_name, "crishim");
     assert_eq!(version.runtime_api_version, "v1");
 
-    let status = client.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let status = client
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
     let conditions = status.status.unwrap().conditions;
-    let runtime = conditions.iter().find(|c| c.r#type == "RuntimeReady").unwrap();
+    let runtime = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap();
     assert!(runtime.status, "{runtime:?}");
-    let network = conditions.iter().find(|c| c.r#type == "NetworkReady").unwrap();
+    let network = conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
     assert!(!network.status, "no CNI yet, so the network is not ready");
     assert_eq!(network.reason, "NetworkPluginNotReady");
     let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
     assert_eq!(info["config"]["default_cgroup_parent"], TEST_CGROUP_PARENT);
     assert!(status.runtime_handlers.iter().any(|h| h.name == "wasmtime"));
 
-    let config = client.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
-    assert_eq!(config.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
+    let config = client
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        config.linux.unwrap().cgroup_driver,
+        CgroupDriver::Cgroupfs as i32
+    );
 
     client
         .update_runtime_config(UpdateRuntimeConfigRequest {
             runtime_config: Some(RuntimeConfig {
-                network_config: Some(NetworkConfig { pod_cidr: "10.88.0.0/16".into() }),
+                network_config: Some(NetworkConfig {
+                    pod_cidr: "10.88.0.0/16".into(),
+                }),
             }),
         })
         .await
         .unwrap();
-    let status = client.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+    let status = client
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
     let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
     assert_eq!(info["podCIDR"], "10.88.0.0/16");
 }
@@ -62,13 +91,25 @@ async fn sandbox_lifecycle_with_real_namespaces() {
     let pid = monitor_pid(&status);
     assert!(process_alive(pid));
     let layout = daemon.layout();
-    for ns in [crishim::store::layout::NamespaceKind::Net, crishim::store::layout::NamespaceKind::Ipc, crishim::store::layout::NamespaceKind::Uts] {
+    for ns in [
+        crishim::store::layout::NamespaceKind::Net,
+        crishim::store::layout::NamespaceKind::Ipc,
+        crishim::store::layout::NamespaceKind::Uts,
+    ] {
         let pin = layout.namespace_pin(&id, ns);
         assert!(is_mounted(&pin), "{} pinned", pin.display());
         let proc_ns = std::path::PathBuf::from(format!("/proc/{pid}/ns/{}", ns.proc_name()));
-        assert_eq!(ns_inode(&pin), ns_inode(&proc_ns), "pin is the monitor's {ns:?} namespace");
+        assert_eq!(
+            ns_inode(&pin),
+            ns_inode(&proc_ns),
+            "pin is the monitor's {ns:?} namespace"
+        );
         let host_ns = std::path::PathBuf::from(format!("/proc/self/ns/{}", ns.proc_name()));
-        assert_ne!(ns_inode(&pin), ns_inode(&host_ns), "the pod has its own {ns:?} namespace");
+        assert_ne!(
+            ns_inode(&pin),
+            ns_inode(&host_ns),
+            "the pod has its own {ns:?} namespace"
+        );
     }
     // The hostname is set inside the pod's UTS namespace, and loopback is up in its netns.
     let uts = layout.namespace_pin(&id, crishim::store::layout::NamespaceKind::Uts);
@@ -84,32 +125,79 @@ async fn sandbox_lifecycle_with_real_namespaces() {
         .args(["cat", "/sys/class/net/lo/flags"])
         .output()
         .expect("nsenter");
-    let flags = u32::from_str_radix(String::from_utf8_lossy(&flags.stdout).trim().trim_start_matches("0x"), 16).unwrap();
+    let flags = u32::from_str_radix(
+        String::from_utf8_lossy(&flags.stdout)
+            .trim()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
     assert_eq!(flags & 1, 1, "lo is up in the pod network namespace");
     // The monitor is charged to the pod's cgroup.
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cgroup.contains(&format!("{TEST_CGROUP_PARENT}/crishim-{id}")), "{cgroup}");
+    assert!(
+        cgroup.contains(&format!("{TEST_CGROUP_PARENT}/crishim-{id}")),
+        "{cgroup}"
+    );
 
-    client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
     let status = pod_status(&mut client, &id).await;
     assert_eq!(state_of(&status), PodSandboxState::SandboxNotready);
     assert!(!process_alive(pid), "the monitor is gone after Stop");
     assert!(!is_mounted(&net), "the pins are gone after Stop");
     // Stop twice, and Stop/Remove of unknown ids, are success.
-    client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
     let unknown = "f".repeat(64);
-    client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: unknown.clone() }).await.unwrap();
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: unknown }).await.unwrap();
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: unknown.clone(),
+        })
+        .await
+        .unwrap();
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: unknown,
+        })
+        .await
+        .unwrap();
 
     let gone = client
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false })
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     assert!(!layout.pod_dir(&id).exists() && !layout.sandbox_dir(&id).exists());
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory{TEST_CGROUP_PARENT}/crishim-{id}")).exists());
+    assert!(
+        !std::path::Path::new(&format!(
+            "/sys/fs/cgroup/memory{TEST_CGROUP_PARENT}/crishim-{id}"
+        ))
+        .exists()
+    );
 }
 
 #[tokio::test]
@@ -118,10 +206,23 @@ async fn remove_of_a_running_pod_stops_it_first() {
     let mut client = daemon.runtime().await;
     let id = run_pod(&mut client, pod_config("busy", &[])).await;
     let pid = monitor_pid(&pod_status(&mut client, &id).await);
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
     assert!(!process_alive(pid));
-    assert!(!is_mounted(&daemon.layout().namespace_pin(&id, crishim::store::layout::NamespaceKind::Net)));
-    let list = client.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner();
+    assert!(!is_mounted(
+        &daemon
+            .layout()
+            .namespace_pin(&id, crishim::store::layout::NamespaceKind::Net)
+    ));
+    let list = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.items.is_empty());
 }
 
@@ -130,22 +231,45 @@ async fn host_namespaces_and_a_shared_pid_namespace() {
     use crishim::store::layout::NamespaceKind;
     let daemon = TestDaemon::start().await;
     let mut client = daemon.runtime().await;
-    let config = with_namespaces(pod_config("hostnet", &[]), NamespaceMode::Node, NamespaceMode::Pod, NamespaceMode::Node);
+    let config = with_namespaces(
+        pod_config("hostnet", &[]),
+        NamespaceMode::Node,
+        NamespaceMode::Pod,
+        NamespaceMode::Node,
+    );
     let id = run_pod(&mut client, config).await;
     let pid = monitor_pid(&pod_status(&mut client, &id).await);
     let layout = daemon.layout();
-    for (kind, shared_with_host) in [(NamespaceKind::Net, true), (NamespaceKind::Uts, true), (NamespaceKind::Ipc, true), (NamespaceKind::Pid, false)] {
+    for (kind, shared_with_host) in [
+        (NamespaceKind::Net, true),
+        (NamespaceKind::Uts, true),
+        (NamespaceKind::Ipc, true),
+        (NamespaceKind::Pid, false),
+    ] {
         let mine = std::path::PathBuf::from(format!("/proc/{pid}/ns/{}", kind.proc_name()));
         let host = std::path::PathBuf::from(format!("/proc/self/ns/{}", kind.proc_name()));
-        assert_eq!(ns_inode(&mine) == ns_inode(&host), shared_with_host, "{kind:?}");
-        assert_eq!(is_mounted(&layout.namespace_pin(&id, kind)), !shared_with_host, "{kind:?} pin");
+        assert_eq!(
+            ns_inode(&mine) == ns_inode(&host),
+            shared_with_host,
+            "{kind:?}"
+        );
+        assert_eq!(
+            is_mounted(&layout.namespace_pin(&id, kind)),
+            !shared_with_host,
+            "{kind:?} pin"
+        );
     }
     // The monitor is pid 1 of the pod's pid namespace.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert_eq!(nspid.split_whitespace().last(), Some("1"), "{nspid}");
 
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
     assert!(!process_alive(pid));
     assert!(!is_mounted(&layout.namespace_pin(&id, NamespaceKind::Pid)));
 }
@@ -154,14 +278,29 @@ async fn host_namespaces_and_a_shared_pid_namespace() {
 async fn list_filters_by_id_prefix_state_and_labels() {
     let daemon = TestDaemon::start().await;
     let mut client = daemon.runtime().await;
-    let a = run_pod(&mut client, pod_config("a", &[("app", "web"), ("tier", "front")])).await;
-    let b = run_pod(&mut client, pod_config("b", &[("app", "web"), ("tier", "back")])).await;
+    let a = run_pod(
+        &mut client,
+        pod_config("a", &[("app", "web"), ("tier", "front")]),
+    )
+    .await;
+    let b = run_pod(
+        &mut client,
+        pod_config("b", &[("app", "web"), ("tier", "back")]),
+    )
+    .await;
     let c = run_pod(&mut client, pod_config("c", &[("app", "db")])).await;
-    client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: b.clone() }).await.unwrap();
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: b.clone(),
+        })
+        .await
+        .unwrap();
 
     let mut list = async |filter: PodSandboxFilter| -> Vec<String> {
         let mut ids: Vec<String> = client
-            .list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) })
+            .list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(filter),
+            })
             .await
             .unwrap()
             .into_inner()
@@ -176,23 +315,87 @@ async fn list_filters_by_id_prefix_state_and_labels() {
         v.sort();
         v
     };
-    assert_eq!(list(PodSandboxFilter::default()).await, sorted(vec![a.clone(), b.clone(), c.clone()]));
-    assert_eq!(list(PodSandboxFilter { id: a[..12].to_string(), ..Default::default() }).await, vec![a.clone()]);
-    let ready = Some(PodSandboxStateValue { state: PodSandboxState::SandboxReady as i32 });
-    let not_ready = Some(PodSandboxStateValue { state: PodSandboxState::SandboxNotready as i32 });
-    assert_eq!(list(PodSandboxFilter { state: ready.clone(), ..Default::default() }).await, sorted(vec![a.clone(), c.clone()]));
-    assert_eq!(list(PodSandboxFilter { state: not_ready, ..Default::default() }).await, vec![b.clone()]);
+    assert_eq!(
+        list(PodSandboxFilter::default()).await,
+        sorted(vec![a.clone(), b.clone(), c.clone()])
+    );
+    assert_eq!(
+        list(PodSandboxFilter {
+            id: a[..12].to_string(),
+            ..Default::default()
+        })
+        .await,
+        vec![a.clone()]
+    );
+    let ready = Some(PodSandboxStateValue {
+        state: PodSandboxState::SandboxReady as i32,
+    });
+    let not_ready = Some(PodSandboxStateValue {
+        state: PodSandboxState::SandboxNotready as i32,
+    });
+    assert_eq!(
+        list(PodSandboxFilter {
+            state: ready,
+            ..Default::default()
+        })
+        .await,
+        sorted(vec![a.clone(), c.clone()])
+    );
+    assert_eq!(
+        list(PodSandboxFilter {
+            state: not_ready,
+            ..Default::default()
+        })
+        .await,
+        vec![b.clone()]
+    );
     let web = [("app".to_string(), "web".to_string())].into();
-    assert_eq!(list(PodSandboxFilter { label_selector: web, ..Default::default() }).await, sorted(vec![a.clone(), b.clone()]));
-    let web_front = [("app".to_string(), "web".to_string()), ("tier".to_string(), "front".to_string())].into();
-    assert_eq!(list(PodSandboxFilter { label_selector: web_front, ..Default::default() }).await, vec![a.clone()]);
+    assert_eq!(
+        list(PodSandboxFilter {
+            label_selector: web,
+            ..Default::default()
+        })
+        .await,
+        sorted(vec![a.clone(), b.clone()])
+    );
+    let web_front = [
+        ("app".to_string(), "web".to_string()),
+        ("tier".to_string(), "front".to_string()),
+    ]
+    .into();
+    assert_eq!(
+        list(PodSandboxFilter {
+            label_selector: web_front,
+            ..Default::default()
+        })
+        .await,
+        vec![a.clone()]
+    );
     let web_ready = [("app".to_string(), "web".to_string())].into();
-    assert_eq!(list(PodSandboxFilter { label_selector: web_ready, state: ready, ..Default::default() }).await, vec![a.clone()]);
+    assert_eq!(
+        list(PodSandboxFilter {
+            label_selector: web_ready,
+            state: ready,
+            ..Default::default()
+        })
+        .await,
+        vec![a.clone()]
+    );
     let none = [("app".to_string(), "cache".to_string())].into();
-    assert!(list(PodSandboxFilter { label_selector: none, ..Default::default() }).await.is_empty());
+    assert!(
+        list(PodSandboxFilter {
+            label_selector: none,
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
 
     for id in [a, b, c] {
-        client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }).await.unwrap();
+        client
+            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .unwrap();
     }
 }
 
@@ -202,7 +405,10 @@ async fn same_pod_metadata_twice_is_already_exists() {
     let mut client = daemon.runtime().await;
     let first = run_pod(&mut client, pod_config("dup", &[])).await;
     let err = client
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod_config("dup", &[])), runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("dup", &[])),
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
@@ -212,10 +418,18 @@ async fn same_pod_metadata_twice_is_already_exists() {
     retry.metadata.as_mut().unwrap().attempt = 1;
     let second = run_pod(&mut client, retry).await;
     // Once the first is removed, its name is free again.
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: first }).await.unwrap();
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: first,
+        })
+        .await
+        .unwrap();
     let third = run_pod(&mut client, pod_config("dup", &[])).await;
     for id in [second, third] {
-        client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }).await.unwrap();
+        client
+            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .unwrap();
     }
 }
 
@@ -232,7 +446,10 @@ async fn bad_input_gets_clear_errors() {
     let mut no_name = pod_config("x", &[]);
     no_name.metadata.as_mut().unwrap().name.clear();
     let err = client
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(no_name), runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(no_name),
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -241,45 +458,84 @@ async fn bad_input_gets_clear_errors() {
     let mut no_metadata = pod_config("x", &[]);
     no_metadata.metadata = None;
     let err = client
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(no_metadata), runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(no_metadata),
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     let err = client
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod_config("x", &[])), runtime_handler: "kata".into() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config("x", &[])),
+            runtime_handler: "kata".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("kata"), "{}", err.message());
 
     let mut escape = pod_config("x", &[]);
-    escape.linux = Some(LinuxPodSandboxConfig { cgroup_parent: "/kubepods/../../x".into(), ..Default::default() });
+    escape.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: "/kubepods/../../x".into(),
+        ..Default::default()
+    });
     let err = client
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(escape), runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(escape),
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     let err = client
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: "0123456789".into(), verbose: false })
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: "0123456789".into(),
+            verbose: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = client.pod_sandbox_status(PodSandboxStatusRequest::default()).await.unwrap_err();
+    let err = client
+        .pod_sandbox_status(PodSandboxStatusRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
-    let err = client.create_container(CreateContainerRequest::default()).await.unwrap_err();
+    let err = client
+        .create_container(CreateContainerRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("CreateContainer"), "{}", err.message());
-    let err = daemon.images().await.pull_image(PullImageRequest::default()).await.unwrap_err();
+    assert!(
+        err.message().contains("CreateContainer"),
+        "{}",
+        err.message()
+    );
+    let err = daemon
+        .images()
+        .await
+        .pull_image(PullImageRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
     assert!(err.message().contains("PullImage"), "{}", err.message());
 
     // Nothing failed above left a record or a pod dir behind, and the daemon still answers.
-    let list = client.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner();
+    let list = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.items.is_empty());
-    assert_eq!(std::fs::read_dir(daemon.layout().sandboxes_dir()).map(|d| d.count()).unwrap_or(0), 0);
+    assert_eq!(
+        std::fs::read_dir(daemon.layout().sandboxes_dir())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
 }
 
 #[tokio::test]
@@ -290,38 +546,81 @@ async fn kill_9_of_the_daemon_loses_nothing() {
     let running = run_pod(&mut client, pod_config("running", &[("k", "v")])).await;
     let stopped = run_pod(&mut client, pod_config("stopped", &[])).await;
     let dies = run_pod(&mut client, pod_config("dies", &[])).await;
-    client.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: stopped.clone() }).await.unwrap();
-    let before = client.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: stopped.clone(),
+        })
+        .await
+        .unwrap();
+    let before = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
     let running_pid = monitor_pid(&pod_status(&mut client, &running).await);
     let dies_pid = monitor_pid(&pod_status(&mut client, &dies).await);
     drop(client);
 
     daemon.kill9();
-    assert!(process_alive(running_pid), "pods keep running without the daemon");
+    assert!(
+        process_alive(running_pid),
+        "pods keep running without the daemon"
+    );
     // One monitor dies while the daemon is down.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(dies_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dies_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     daemon.spawn().await;
     let mut client = daemon.runtime().await;
 
-    let after = client.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    let after = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
     assert_eq!(after.len(), 3);
     for pod in &before {
-        let now = after.iter().find(|p| p.id == pod.id).expect("pod still listed");
+        let now = after
+            .iter()
+            .find(|p| p.id == pod.id)
+            .expect("pod still listed");
         assert_eq!(now.metadata, pod.metadata);
         assert_eq!(now.labels, pod.labels);
         assert_eq!(now.created_at, pod.created_at);
-        let expected = if pod.id == dies { PodSandboxState::SandboxNotready as i32 } else { pod.state };
-        assert_eq!(now.state, expected, "state of {}", pod.metadata.as_ref().unwrap().name);
+        let expected = if pod.id == dies {
+            PodSandboxState::SandboxNotready as i32
+        } else {
+            pod.state
+        };
+        assert_eq!(
+            now.state,
+            expected,
+            "state of {}",
+            pod.metadata.as_ref().unwrap().name
+        );
     }
     let status = pod_status(&mut client, &running).await;
     assert_eq!(state_of(&status), PodSandboxState::SandboxReady);
     assert_eq!(monitor_pid(&status), running_pid, "same monitor");
-    assert!(is_mounted(&daemon.layout().namespace_pin(&running, NamespaceKind::Net)));
+    assert!(is_mounted(
+        &daemon.layout().namespace_pin(&running, NamespaceKind::Net)
+    ));
     let status = pod_status(&mut client, &dies).await;
-    assert_eq!(info(&status)["notReadyReason"], "monitor exited while crishim was down");
+    assert_eq!(
+        info(&status)["notReadyReason"],
+        "monitor exited while crishim was down"
+    );
 
     // The restarted daemon still watches the monitors it reconnected to.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(running_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let noticed = eventually(Duration::from_secs(5), async || {
         state_of(&pod_status(&mut client, &running).await) == PodSandboxState::SandboxNotready
     })
@@ -329,8 +628,15 @@ async fn kill_9_of_the_daemon_loses_nothing() {
     assert!(noticed, "a monitor that dies is reported NOTREADY");
 
     for id in [running, stopped, dies] {
-        client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id.clone() }).await.unwrap();
-        assert!(!is_mounted(&daemon.layout().namespace_pin(&id, NamespaceKind::Net)));
+        client
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(!is_mounted(
+            &daemon.layout().namespace_pin(&id, NamespaceKind::Net)
+        ));
     }
 }
 
@@ -344,11 +650,20 @@ async fn sigterm_exits_cleanly_and_leaves_pods_running() {
     let status = daemon.terminate().await;
     assert!(status.success(), "exit status {status}");
     assert!(process_alive(pid));
-    assert!(!daemon.socket().exists(), "the socket is removed on a clean exit");
+    assert!(
+        !daemon.socket().exists(),
+        "the socket is removed on a clean exit"
+    );
     daemon.spawn().await;
     let mut client = daemon.runtime().await;
-    assert_eq!(state_of(&pod_status(&mut client, &id).await), PodSandboxState::SandboxReady);
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }).await.unwrap();
+    assert_eq!(
+        state_of(&pod_status(&mut client, &id).await),
+        PodSandboxState::SandboxReady
+    );
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -363,10 +678,26 @@ async fn corrupt_checkpoints_are_skipped_at_recovery() {
     std::fs::write(bad_dir.join("state.json"), b"{\"version\": 1, \"id\": tru").unwrap();
     daemon.spawn().await;
     let mut client = daemon.runtime().await;
-    let items = client.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
-    assert_eq!(items.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), vec![good.clone()]);
-    assert!(daemon.log().contains("skipping sandbox checkpoint"), "the corrupt file is reported");
-    client.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: good }).await.unwrap();
+    let items = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(
+        items.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        vec![good.clone()]
+    );
+    assert!(
+        daemon.log().contains("skipping sandbox checkpoint"),
+        "the corrupt file is reported"
+    );
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: good,
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -377,18 +708,89 @@ async fn socket_rules_and_two_daemons_side_by_side() {
     let mut two = second.runtime().await;
     let a = run_pod(&mut one, pod_config("same-name", &[])).await;
     let b = run_pod(&mut two, pod_config("same-name", &[])).await;
-    assert_eq!(one.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items.len(), 1);
-    assert_eq!(two.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items.len(), 1);
+    assert_eq!(
+        one.list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .len(),
+        1
+    );
+    assert_eq!(
+        two.list_pod_sandbox(ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .len(),
+        1
+    );
 
     // A live socket is not taken over.
     let taken = first.command().output().expect("run a second serve");
     assert!(!taken.status.success());
     assert!(String::from_utf8_lossy(&taken.stderr).contains("another process is serving"));
     // A socket whose directory cannot be created is a clear error.
-    let bad = first.command().arg("--socket").arg("/dev/null/crishim.sock").output().unwrap();
+    let bad = first
+        .command()
+        .arg("--socket")
+        .arg("/dev/null/crishim.sock")
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("create the socket directory /dev/null"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("create the socket directory /dev/null"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
-    one.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: a }).await.unwrap();
-    two.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: b }).await.unwrap();
+    one.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: a })
+        .await
+        .unwrap();
+    two.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: b })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn load_generator_reports_every_rpc() {
+    let daemon = TestDaemon::start().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_crishim-bench"))
+        .arg("--endpoint")
+        .arg(format!("unix://{}", daemon.socket().display()))
+        .args(["-n", "6", "-c", "2", "--json"])
+        .output()
+        .await
+        .expect("run crishim-bench");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["errors"], 0);
+    for rpc in [
+        "RunPodSandbox",
+        "PodSandboxStatus",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+    ] {
+        let stats = &report["rpcs"][rpc];
+        assert_eq!(stats["count"], 6, "{rpc}: {stats}");
+        let (p50, p99, max) = (
+            stats["p50_ms"].as_f64().unwrap(),
+            stats["p99_ms"].as_f64().unwrap(),
+            stats["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{rpc}: {stats}");
+    }
+    let mut client = daemon.runtime().await;
+    let left = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(left.is_empty(), "the scenario removes its pods");
 }

@@ -189,6 +189,9 @@ mod tests {
         assert_eq!(config.handler_kind("").unwrap(), HandlerKind::Auto);
         assert_eq!(config.handler_kind("youki").unwrap(), HandlerKind::Linux);
         let err = config.handler_kind("runc").unwrap_err().to_string();
-        assert!(err.contains("\"runc\"") && err.contains("\"wasmtime\""), "{err}");
+        assert!(
+            err.contains("\"runc\"") && err.contains("\"wasmtime\""),
+            "{err}"
+        );
     }
 }

@@ -30,8 +30,8 @@ impl Daemon {
     /// Builds the daemon on the real host and recovers its pods from disk. Must run inside a
     /// tokio runtime (it starts the monitor watchers).
     pub fn start(config: Config) -> Result<Arc<Daemon>> {
-        let exe = std::env::current_exe()
-            .map_err(|e| Error::io("find the crishim executable", e))?;
+        let exe =
+            std::env::current_exe().map_err(|e| Error::io("find the crishim executable", e))?;
         let host = SandboxHost {
             mounts: Arc::new(HostMounter),
             cgroups: Arc::new(HostCgroups::detect()?),
@@ -80,10 +80,9 @@ impl Daemon {
                     }
                 }
             }
-            let outcome = tokio::task::spawn_blocking(move || {
-                sandboxes.monitor_exited(&pod_id, process.pid)
-            })
-            .await;
+            let outcome =
+                tokio::task::spawn_blocking(move || sandboxes.monitor_exited(&pod_id, process.pid))
+                    .await;
             if let Ok(Err(e)) = outcome {
                 tracing::error!(error = %e, "recording a monitor exit failed");
             }

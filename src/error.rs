@@ -110,7 +110,10 @@ mod tests {
             (Error::NotFound("x".into()), Code::NotFound),
             (Error::AlreadyExists("x".into()), Code::AlreadyExists),
             (Error::InvalidArgument("x".into()), Code::InvalidArgument),
-            (Error::FailedPrecondition("x".into()), Code::FailedPrecondition),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
             (Error::unimplemented("Attach"), Code::Unimplemented),
             (Error::DeadlineExceeded("x".into()), Code::DeadlineExceeded),
             (Error::Internal("x".into()), Code::Internal),
@@ -131,7 +134,11 @@ mod tests {
             Path::new("/run/x"),
             std::io::Error::from_raw_os_error(libc::EACCES),
         ));
-        assert!(status.message().starts_with("create /run/x: "), "{}", status.message());
+        assert!(
+            status.message().starts_with("create /run/x: "),
+            "{}",
+            status.message()
+        );
         let status = tonic::Status::from(Error::unimplemented("Attach"));
         assert_eq!(status.message(), "Attach is not implemented by crishim yet");
     }

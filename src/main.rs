@@ -11,7 +11,11 @@ use crishim::monitor::process::MonitorArgs;
 use crishim::server;
 
 #[derive(Parser)]
-#[command(name = "crishim", version, about = "A Kubernetes CRI runtime for Linux containers and WebAssembly")]
+#[command(
+    name = "crishim",
+    version,
+    about = "A Kubernetes CRI runtime for Linux containers and WebAssembly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +125,10 @@ fn serve(args: ServeArgs) -> crishim::error::Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop crishim with SIGKILL");
         return std::future::pending().await;
     };

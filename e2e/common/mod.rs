@@ -42,7 +42,10 @@ impl TestDaemon {
     /// Starts a daemon in a new temporary directory.
     pub async fn start() -> TestDaemon {
         require_root();
-        let tmp = tempfile::Builder::new().prefix("crishim-e2e-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("crishim-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let mut daemon = TestDaemon {
             child: None,
             dir: tmp.path().to_path_buf(),
@@ -50,7 +53,9 @@ impl TestDaemon {
         };
         std::fs::write(
             daemon.dir.join("config.toml"),
-            format!("default_cgroup_parent = \"{TEST_CGROUP_PARENT}\"\nmonitor_stop_timeout_ms = 3000\n"),
+            format!(
+                "default_cgroup_parent = \"{TEST_CGROUP_PARENT}\"\nmonitor_stop_timeout_ms = 3000\n"
+            ),
         )
         .expect("write config");
         daemon.spawn().await;
@@ -112,10 +117,18 @@ impl TestDaemon {
             if tokio::net::UnixStream::connect(self.socket()).await.is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("crishim serve exited with {status}:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "crishim serve did not listen in 20s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "crishim serve did not listen in 20s:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -159,7 +172,10 @@ impl TestDaemon {
             if let Some(status) = child.try_wait().expect("wait for daemon") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "daemon still running 30s after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "daemon still running 30s after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -170,18 +186,30 @@ impl Drop for TestDaemon {
     fn drop(&mut self) {
         self.kill9();
         let layout = self.layout();
-        let Ok(entries) = std::fs::read_dir(layout.sandboxes_dir()) else { return };
+        let Ok(entries) = std::fs::read_dir(layout.sandboxes_dir()) else {
+            return;
+        };
         let cgroups = HostCgroups::detect().ok();
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
-            let Ok(record) = checkpoint::read::<SandboxRecord>(&layout.sandbox_checkpoint(&id)) else {
+            let Ok(record) = checkpoint::read::<SandboxRecord>(&layout.sandbox_checkpoint(&id))
+            else {
                 continue;
             };
-            if let Some(m) = record.monitor.filter(|m| start_time(m.pid) == Some(m.start_time)) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(m.pid), nix::sys::signal::Signal::SIGKILL);
+            if let Some(m) = record
+                .monitor
+                .filter(|m| start_time(m.pid) == Some(m.start_time))
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(m.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             for kind in record.namespaces.owned() {
-                let _ = nix::mount::umount2(&layout.namespace_pin(&id, kind), nix::mount::MntFlags::MNT_DETACH);
+                let _ = nix::mount::umount2(
+                    &layout.namespace_pin(&id, kind),
+                    nix::mount::MntFlags::MNT_DETACH,
+                );
             }
             if let Some(cgroups) = &cgroups {
                 let _ = cgroups.remove(&record.cgroup);
@@ -201,14 +229,22 @@ pub fn pod_config(name: &str, labels: &[(&str, &str)]) -> PodSandboxConfig {
         }),
         hostname: name.to_string(),
         log_directory: String::new(),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         annotations: [("test".to_string(), "yes".to_string())].into(),
         ..Default::default()
     }
 }
 
 /// Sets the pod's namespace options.
-pub fn with_namespaces(mut config: PodSandboxConfig, network: NamespaceMode, pid: NamespaceMode, ipc: NamespaceMode) -> PodSandboxConfig {
+pub fn with_namespaces(
+    mut config: PodSandboxConfig,
+    network: NamespaceMode,
+    pid: NamespaceMode,
+    ipc: NamespaceMode,
+) -> PodSandboxConfig {
     config.linux = Some(LinuxPodSandboxConfig {
         security_context: Some(LinuxSandboxSecurityContext {
             namespace_options: Some(NamespaceOption {
@@ -224,7 +260,10 @@ pub fn with_namespaces(mut config: PodSandboxConfig, network: NamespaceMode, pid
     config
 }
 
-pub async fn run_pod(client: &mut RuntimeServiceClient<Channel>, config: PodSandboxConfig) -> String {
+pub async fn run_pod(
+    client: &mut RuntimeServiceClient<Channel>,
+    config: PodSandboxConfig,
+) -> String {
     client
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(config),
@@ -236,7 +275,10 @@ pub async fn run_pod(client: &mut RuntimeServiceClient<Channel>, config: PodSand
         .pod_sandbox_id
 }
 
-pub async fn pod_status(client: &mut RuntimeServiceClient<Channel>, id: &str) -> PodSandboxStatusResponse {
+pub async fn pod_status(
+    client: &mut RuntimeServiceClient<Channel>,
+    id: &str,
+) -> PodSandboxStatusResponse {
     client
         .pod_sandbox_status(PodSandboxStatusRequest {
             pod_sandbox_id: id.to_string(),
@@ -270,13 +312,17 @@ pub fn process_alive(pid: i32) -> bool {
 pub fn is_mounted(path: &Path) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let wanted = path.to_string_lossy();
-    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(&*wanted))
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*wanted))
 }
 
 /// The inode of a namespace file (two files with one inode are the same namespace).
 pub fn ns_inode(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).ino()
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .ino()
 }
 
 /// Waits up to `timeout` for `check` to hold.

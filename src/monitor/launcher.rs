@@ -71,7 +71,12 @@ impl ProcessMonitors {
             command.arg("--hostname").arg(hostname);
         }
         let ns = spec.namespaces;
-        for (wanted, flag) in [(ns.net, "--net"), (ns.ipc, "--ipc"), (ns.uts, "--uts"), (ns.pid, "--pid")] {
+        for (wanted, flag) in [
+            (ns.net, "--net"),
+            (ns.ipc, "--ipc"),
+            (ns.uts, "--uts"),
+            (ns.pid, "--pid"),
+        ] {
             if wanted {
                 command.arg(flag);
             }
@@ -100,7 +105,10 @@ impl ProcessMonitors {
 }
 
 /// Reads one line from a pipe, giving up after `timeout`.
-fn read_line_within(mut pipe: std::process::ChildStdout, timeout: Duration) -> std::io::Result<String> {
+fn read_line_within(
+    mut pipe: std::process::ChildStdout,
+    timeout: Duration,
+) -> std::io::Result<String> {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
@@ -121,15 +129,25 @@ fn read_line_within(mut pipe: std::process::ChildStdout, timeout: Duration) -> s
             return Err(e);
         }
         if rc == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {timeout:?}")));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            ));
         }
         let n = pipe.read(&mut chunk)?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "it exited without a word (see monitor.log)"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "it exited without a word (see monitor.log)",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok(String::from_utf8_lossy(&buf).lines().next().unwrap_or_default().to_string())
+    Ok(String::from_utf8_lossy(&buf)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 impl MonitorControl for ProcessMonitors {
@@ -165,7 +183,10 @@ impl MonitorControl for ProcessMonitors {
             let _ = child.wait();
         }
         let start_time = start_time(pid).ok_or_else(|| {
-            Error::Internal(format!("monitor of pod {} (pid {pid}) exited right after starting", spec.pod_id))
+            Error::Internal(format!(
+                "monitor of pod {} (pid {pid}) exited right after starting",
+                spec.pod_id
+            ))
         })?;
         Ok(MonitorProcess { pid, start_time })
     }
@@ -182,9 +203,13 @@ impl MonitorControl for ProcessMonitors {
 
     fn find(&self, pod_id: &str, socket: &Path) -> Option<MonitorProcess> {
         match protocol::call(socket, &Request::Ping, Duration::from_secs(2)) {
-            Ok(Response::Pong { pod_id: answered, pid }) if answered == pod_id => {
-                Some(MonitorProcess { pid, start_time: start_time(pid)? })
-            }
+            Ok(Response::Pong {
+                pod_id: answered,
+                pid,
+            }) if answered == pod_id => Some(MonitorProcess {
+                pid,
+                start_time: start_time(pid)?,
+            }),
             _ => None,
         }
     }
@@ -202,7 +227,11 @@ impl MonitorControl for ProcessMonitors {
             tracing::warn!(pid = process.pid, error = %e, "monitor did not take the shutdown request; killing it");
         }
         if !pidfd.wait_exit(self.stop_timeout) {
-            tracing::warn!(pid = process.pid, "monitor still running after {:?}; killing it", self.stop_timeout);
+            tracing::warn!(
+                pid = process.pid,
+                "monitor still running after {:?}; killing it",
+                self.stop_timeout
+            );
             let _ = pidfd.signal(libc::SIGKILL);
             if !pidfd.wait_exit(Duration::from_secs(5)) {
                 return Err(Error::Internal(format!(
@@ -237,7 +266,10 @@ impl FakeMonitors {
 
     /// Pod ids whose monitor runs.
     pub fn running_pods(&self) -> Vec<String> {
-        self.lock().iter().map(|(spec, _)| spec.pod_id.clone()).collect()
+        self.lock()
+            .iter()
+            .map(|(spec, _)| spec.pod_id.clone())
+            .collect()
     }
 }
 
@@ -256,11 +288,16 @@ impl MonitorControl for FakeMonitors {
     }
 
     fn is_alive(&self, pod_id: &str, _socket: &Path, process: &MonitorProcess) -> bool {
-        self.lock().iter().any(|(spec, p)| spec.pod_id == pod_id && p == process)
+        self.lock()
+            .iter()
+            .any(|(spec, p)| spec.pod_id == pod_id && p == process)
     }
 
     fn find(&self, pod_id: &str, _socket: &Path) -> Option<MonitorProcess> {
-        self.lock().iter().find(|(spec, _)| spec.pod_id == pod_id).map(|(_, p)| *p)
+        self.lock()
+            .iter()
+            .find(|(spec, _)| spec.pod_id == pod_id)
+            .map(|(_, p)| *p)
     }
 
     fn shutdown(&self, _socket: &Path, process: &MonitorProcess) -> Result<()> {

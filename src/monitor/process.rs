@@ -168,7 +168,11 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32) {
 }
 
 /// Reads one request, answers it; returns the request so the caller can act on Shutdown.
-fn handle_connection(stream: UnixStream, pod_id: &str, pid: i32) -> std::io::Result<Option<Request>> {
+fn handle_connection(
+    stream: UnixStream,
+    pod_id: &str,
+    pid: i32,
+) -> std::io::Result<Option<Request>> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
@@ -181,7 +185,12 @@ fn handle_connection(stream: UnixStream, pod_id: &str, pid: i32) -> std::io::Res
             let response = answer(&request, pod_id, pid);
             (Some(request), response)
         }
-        Err(e) => (None, Response::Failed { message: format!("bad request: {e}") }),
+        Err(e) => (
+            None,
+            Response::Failed {
+                message: format!("bad request: {e}"),
+            },
+        ),
     };
     let mut text = serde_json::to_vec(&response)?;
     text.push(b'\n');
@@ -191,7 +200,10 @@ fn handle_connection(stream: UnixStream, pod_id: &str, pid: i32) -> std::io::Res
 
 fn answer(request: &Request, pod_id: &str, pid: i32) -> Response {
     match request {
-        Request::Ping => Response::Pong { pod_id: pod_id.to_string(), pid },
+        Request::Ping => Response::Pong {
+            pod_id: pod_id.to_string(),
+            pid,
+        },
         Request::Shutdown => Response::Done,
     }
 }
@@ -210,14 +222,20 @@ mod tests {
         let timeout = Duration::from_secs(5);
         assert_eq!(
             call(&socket, &Request::Ping, timeout).unwrap(),
-            Response::Pong { pod_id: "pod1".into(), pid: 42 }
+            Response::Pong {
+                pod_id: "pod1".into(),
+                pid: 42
+            }
         );
         let mut raw = UnixStream::connect(&socket).unwrap();
         raw.write_all(b"{\"op\":\"dance\"}\n").unwrap();
         let mut answer = String::new();
         BufReader::new(&raw).read_line(&mut answer).unwrap();
         assert!(answer.contains("bad request"), "{answer}");
-        assert_eq!(call(&socket, &Request::Shutdown, timeout).unwrap(), Response::Done);
+        assert_eq!(
+            call(&socket, &Request::Shutdown, timeout).unwrap(),
+            Response::Done
+        );
         server.join().unwrap();
     }
 }

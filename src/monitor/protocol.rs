@@ -100,8 +100,14 @@ mod tests {
 
     #[test]
     fn wire_format_is_tagged_json() {
-        assert_eq!(serde_json::to_string(&Request::Ping).unwrap(), r#"{"op":"ping"}"#);
-        let pong = Response::Pong { pod_id: "a".into(), pid: 3 };
+        assert_eq!(
+            serde_json::to_string(&Request::Ping).unwrap(),
+            r#"{"op":"ping"}"#
+        );
+        let pong = Response::Pong {
+            pod_id: "a".into(),
+            pid: 3,
+        };
         assert_eq!(
             serde_json::to_string(&pong).unwrap(),
             r#"{"result":"pong","pod_id":"a","pid":3}"#

@@ -31,7 +31,9 @@ pub fn parent_path(driver: CgroupDriver, parent: &str) -> Result<String> {
             parent.trim_end_matches('/').to_string()
         }
         CgroupDriver::Systemd => expand_slice(parent).ok_or_else(|| {
-            invalid("must be a systemd slice name (like kubepods-pod1.slice) with the systemd driver")
+            invalid(
+                "must be a systemd slice name (like kubepods-pod1.slice) with the systemd driver",
+            )
         })?,
     };
     if Path::new(&path)
@@ -112,11 +114,15 @@ impl HostCgroups {
 fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut found: Vec<Hierarchy> = Vec::new();
     for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut right = right.split(' ');
         let fstype = right.next().unwrap_or_default();
         let super_options = right.nth(1).unwrap_or_default();
-        let Some(mount_point) = left.split(' ').nth(4) else { continue };
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
         let unified = match fstype {
             "cgroup2" => true,
             "cgroup" => false,
@@ -159,7 +165,9 @@ impl Cgroups for HostCgroups {
                 match std::fs::remove_dir(&dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(e) => return Err(Error::io_path("remove cgroup", &dir, e)),

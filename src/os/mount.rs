@@ -21,13 +21,19 @@ pub struct HostMounter;
 
 impl Mounter for HostMounter {
     fn bind(&self, source: &Path, target: &Path) -> Result<()> {
-        nix::mount::mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| {
-                Error::io(
-                    format!("bind mount {} on {}", source.display(), target.display()),
-                    e.into(),
-                )
-            })
+        nix::mount::mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            Error::io(
+                format!("bind mount {} on {}", source.display(), target.display()),
+                e.into(),
+            )
+        })
     }
 
     fn unmount(&self, target: &Path) -> Result<()> {
@@ -58,7 +64,8 @@ impl Mounter for FakeMounter {
                 ));
             }
         }
-        self.lock().push((source.to_path_buf(), target.to_path_buf()));
+        self.lock()
+            .push((source.to_path_buf(), target.to_path_buf()));
         Ok(())
     }
 

@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn pidfd_sees_a_child_exit() {
-        let mut child = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
         let pidfd = Pidfd::open(child.id() as i32).unwrap();
         assert!(!pidfd.wait_exit(Duration::from_millis(20)));
         pidfd.signal(libc::SIGKILL).unwrap();

@@ -19,9 +19,9 @@ impl SandboxManager {
     /// Creates a pod: checkpoint (Creating), monitor, namespace pins, cgroup, checkpoint (Ready).
     /// Any failure undoes every step before returning the error.
     pub fn run(&self, request: RunPodSandboxRequest) -> Result<SandboxRecord> {
-        let pod = request
-            .config
-            .ok_or_else(|| Error::InvalidArgument("RunPodSandboxRequest: config is required".into()))?;
+        let pod = request.config.ok_or_else(|| {
+            Error::InvalidArgument("RunPodSandboxRequest: config is required".into())
+        })?;
         let id = new_id()?;
         let plan = spec::plan(&self.config, &pod, &request.runtime_handler, &id)?;
         let mut record = SandboxRecord::new(

@@ -113,7 +113,7 @@ impl SandboxManager {
                 runtime_handler: record.runtime_handler,
             })
             .collect();
-        pods.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        pods.sort_by_key(|p| std::cmp::Reverse(p.created_at));
         pods
     }
 }

@@ -3,7 +3,9 @@
 use super::SandboxManager;
 use crate::error::{Error, Result};
 use crate::store::checkpoint;
-use crate::store::sandbox::{MonitorProcess, SANDBOX_CHECKPOINT_VERSION, SandboxPhase, SandboxRecord};
+use crate::store::sandbox::{
+    MonitorProcess, SANDBOX_CHECKPOINT_VERSION, SandboxPhase, SandboxRecord,
+};
 
 /// What recovery found.
 #[derive(Debug, Default)]

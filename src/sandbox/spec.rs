@@ -25,7 +25,10 @@ pub struct PodPlan {
 /// Validates the config and plans the pod. `id` names the monitor's cgroup leaf.
 pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) -> Result<PodPlan> {
     let invalid = |what: &str| Error::InvalidArgument(format!("PodSandboxConfig: {what}"));
-    let metadata = pod.metadata.as_ref().ok_or_else(|| invalid("metadata is required"))?;
+    let metadata = pod
+        .metadata
+        .as_ref()
+        .ok_or_else(|| invalid("metadata is required"))?;
     for (field, value) in [
         ("name", &metadata.name),
         ("namespace", &metadata.namespace),
@@ -62,7 +65,10 @@ pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) ->
 
     let hostname = (!pod.hostname.is_empty() && namespaces.uts).then(|| pod.hostname.clone());
     if pod.hostname.len() > MAX_HOSTNAME || pod.hostname.contains(['\0', '/']) {
-        return Err(invalid(&format!("hostname {:?} is not a valid hostname", pod.hostname)));
+        return Err(invalid(&format!(
+            "hostname {:?} is not a valid hostname",
+            pod.hostname
+        )));
     }
 
     let parent = if linux.cgroup_parent.is_empty() {
@@ -71,7 +77,10 @@ pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) ->
         linux.cgroup_parent.as_str()
     };
     let parent = cgroup::parent_path(config.cgroup_driver, parent)?;
-    let cgroup = format!("{parent}/{}", cgroup::monitor_leaf(config.cgroup_driver, id));
+    let cgroup = format!(
+        "{parent}/{}",
+        cgroup::monitor_leaf(config.cgroup_driver, id)
+    );
     Ok(PodPlan {
         namespaces,
         hostname,
@@ -82,7 +91,9 @@ pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cri_proto::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxMetadata, UserNamespace};
+    use cri_proto::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxMetadata, UserNamespace,
+    };
 
     fn pod() -> PodSandboxConfig {
         PodSandboxConfig {
@@ -111,11 +122,30 @@ mod tests {
     }
 
     #[test]
-    fn default_pod_owns_net_ipc_uts_and_gets_default_cgroup() {
+    fn default_pod_owns_its_namespaces_and_gets_default_cgroup() {
+        // Without namespace options every mode is the proto default, POD: pid is shared too.
         let plan = plan(&Config::default(), &pod(), "", "abc").unwrap();
-        assert_eq!(plan.namespaces, PodNamespaces { net: true, ipc: true, uts: true, pid: false });
+        assert_eq!(
+            plan.namespaces,
+            PodNamespaces {
+                net: true,
+                ipc: true,
+                uts: true,
+                pid: true
+            }
+        );
+        let container_pid = NamespaceOption {
+            pid: NamespaceMode::Container as i32,
+            ..Default::default()
+        };
+        let plan = plan_of(&with_options(container_pid));
+        assert!(!plan.namespaces.pid);
         assert_eq!(plan.hostname.as_deref(), Some("web-0"));
         assert_eq!(plan.cgroup, "/crishim/crishim-abc");
+    }
+
+    fn plan_of(pod: &PodSandboxConfig) -> PodPlan {
+        plan(&Config::default(), pod, "", "abc").unwrap()
     }
 
     #[test]
@@ -127,8 +157,19 @@ mod tests {
             ..Default::default()
         };
         let plan = plan(&Config::default(), &with_options(options), "", "abc").unwrap();
-        assert_eq!(plan.namespaces, PodNamespaces { net: false, ipc: false, uts: false, pid: true });
-        assert_eq!(plan.hostname, None, "host network keeps the host's hostname");
+        assert_eq!(
+            plan.namespaces,
+            PodNamespaces {
+                net: false,
+                ipc: false,
+                uts: false,
+                pid: true
+            }
+        );
+        assert_eq!(
+            plan.hostname, None,
+            "host network keeps the host's hostname"
+        );
     }
 
     #[test]
@@ -136,22 +177,37 @@ mod tests {
         let config = Config::default();
         let mut missing = pod();
         missing.metadata = None;
-        assert!(matches!(plan(&config, &missing, "", "a"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            plan(&config, &missing, "", "a"),
+            Err(Error::InvalidArgument(_))
+        ));
         let mut no_uid = pod();
         if let Some(m) = no_uid.metadata.as_mut() {
             m.uid.clear();
         }
         let err = plan(&config, &no_uid, "", "a").unwrap_err().to_string();
         assert!(err.contains("metadata.uid"), "{err}");
-        assert!(matches!(plan(&config, &pod(), "runc", "a"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            plan(&config, &pod(), "runc", "a"),
+            Err(Error::InvalidArgument(_))
+        ));
         let userns = NamespaceOption {
-            userns_options: Some(UserNamespace { mode: NamespaceMode::Pod as i32, ..Default::default() }),
+            userns_options: Some(UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert!(matches!(plan(&config, &with_options(userns), "", "a"), Err(Error::Unimplemented(_))));
+        assert!(matches!(
+            plan(&config, &with_options(userns), "", "a"),
+            Err(Error::Unimplemented(_))
+        ));
         let mut long = pod();
         long.hostname = "h".repeat(65);
-        assert!(matches!(plan(&config, &long, "", "a"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            plan(&config, &long, "", "a"),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -161,7 +217,10 @@ mod tests {
             cgroup_parent: "/kubepods/../x".into(),
             ..Default::default()
         });
-        assert!(matches!(plan(&Config::default(), &p, "", "a"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            plan(&Config::default(), &p, "", "a"),
+            Err(Error::InvalidArgument(_))
+        ));
         p.linux = Some(LinuxPodSandboxConfig {
             cgroup_parent: "/kubepods/besteffort/podu1".into(),
             ..Default::default()

@@ -13,23 +13,38 @@ type RpcResult<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl ImageService for ImageApi {
-    async fn list_images(&self, _request: Request<ListImagesRequest>) -> RpcResult<ListImagesResponse> {
+    async fn list_images(
+        &self,
+        _request: Request<ListImagesRequest>,
+    ) -> RpcResult<ListImagesResponse> {
         Err(Error::unimplemented("ListImages").into())
     }
 
-    async fn image_status(&self, _request: Request<ImageStatusRequest>) -> RpcResult<ImageStatusResponse> {
+    async fn image_status(
+        &self,
+        _request: Request<ImageStatusRequest>,
+    ) -> RpcResult<ImageStatusResponse> {
         Err(Error::unimplemented("ImageStatus").into())
     }
 
-    async fn pull_image(&self, _request: Request<PullImageRequest>) -> RpcResult<PullImageResponse> {
+    async fn pull_image(
+        &self,
+        _request: Request<PullImageRequest>,
+    ) -> RpcResult<PullImageResponse> {
         Err(Error::unimplemented("PullImage").into())
     }
 
-    async fn remove_image(&self, _request: Request<RemoveImageRequest>) -> RpcResult<RemoveImageResponse> {
+    async fn remove_image(
+        &self,
+        _request: Request<RemoveImageRequest>,
+    ) -> RpcResult<RemoveImageResponse> {
         Err(Error::unimplemented("RemoveImage").into())
     }
 
-    async fn image_fs_info(&self, _request: Request<ImageFsInfoRequest>) -> RpcResult<ImageFsInfoResponse> {
+    async fn image_fs_info(
+        &self,
+        _request: Request<ImageFsInfoRequest>,
+    ) -> RpcResult<ImageFsInfoResponse> {
         Err(Error::unimplemented("ImageFsInfo").into())
     }
 }

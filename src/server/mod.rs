@@ -37,9 +37,9 @@ where
 /// Binds the CRI socket: creates its directory, replaces a stale socket file, refuses to take
 /// over a socket another process still serves, and sets mode 0660.
 pub async fn bind(socket: &Path) -> Result<UnixListener> {
-    let dir = socket
-        .parent()
-        .ok_or_else(|| Error::InvalidArgument(format!("socket path {} has no directory", socket.display())))?;
+    let dir = socket.parent().ok_or_else(|| {
+        Error::InvalidArgument(format!("socket path {} has no directory", socket.display()))
+    })?;
     std::fs::create_dir_all(dir).with_path("create the socket directory", dir)?;
     if socket.exists() {
         if tokio::net::UnixStream::connect(socket).await.is_ok() {

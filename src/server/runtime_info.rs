@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use cri_proto::{
-    LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse, RuntimeFeatures, RuntimeHandler,
-    RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse,
+    LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigResponse, RuntimeFeatures,
+    RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest, StatusResponse,
     UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
 use serde_json::json;
@@ -39,7 +39,11 @@ impl RuntimeApi {
         let runtime = RuntimeCondition {
             r#type: "RuntimeReady".to_string(),
             status: unusable.is_empty(),
-            reason: if unusable.is_empty() { String::new() } else { "StateDirMissing".to_string() },
+            reason: if unusable.is_empty() {
+                String::new()
+            } else {
+                "StateDirMissing".to_string()
+            },
             message: if unusable.is_empty() {
                 String::new()
             } else {
@@ -114,7 +118,11 @@ impl RuntimeApi {
             .unwrap_or_default();
         if !cidr.is_empty() {
             tracing::info!(pod_cidr = %cidr, "pod CIDR updated");
-            *self.daemon.pod_cidr.write().unwrap_or_else(|e| e.into_inner()) = cidr;
+            *self
+                .daemon
+                .pod_cidr
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = cidr;
         }
         UpdateRuntimeConfigResponse {}
     }

@@ -69,42 +69,54 @@ impl RuntimeService for RuntimeApi {
         &self,
         request: Request<UpdateRuntimeConfigRequest>,
     ) -> RpcResult<UpdateRuntimeConfigResponse> {
-        Ok(Response::new(self.update_runtime_config_rpc(request.into_inner())))
+        Ok(Response::new(
+            self.update_runtime_config_rpc(request.into_inner()),
+        ))
     }
 
     async fn run_pod_sandbox(
         &self,
         request: Request<RunPodSandboxRequest>,
     ) -> RpcResult<RunPodSandboxResponse> {
-        Ok(Response::new(self.run_pod_sandbox_rpc(request.into_inner()).await?))
+        Ok(Response::new(
+            self.run_pod_sandbox_rpc(request.into_inner()).await?,
+        ))
     }
 
     async fn stop_pod_sandbox(
         &self,
         request: Request<StopPodSandboxRequest>,
     ) -> RpcResult<StopPodSandboxResponse> {
-        Ok(Response::new(self.stop_pod_sandbox_rpc(request.into_inner()).await?))
+        Ok(Response::new(
+            self.stop_pod_sandbox_rpc(request.into_inner()).await?,
+        ))
     }
 
     async fn remove_pod_sandbox(
         &self,
         request: Request<RemovePodSandboxRequest>,
     ) -> RpcResult<RemovePodSandboxResponse> {
-        Ok(Response::new(self.remove_pod_sandbox_rpc(request.into_inner()).await?))
+        Ok(Response::new(
+            self.remove_pod_sandbox_rpc(request.into_inner()).await?,
+        ))
     }
 
     async fn pod_sandbox_status(
         &self,
         request: Request<PodSandboxStatusRequest>,
     ) -> RpcResult<PodSandboxStatusResponse> {
-        Ok(Response::new(self.pod_sandbox_status_rpc(request.into_inner())?))
+        Ok(Response::new(
+            self.pod_sandbox_status_rpc(request.into_inner())?,
+        ))
     }
 
     async fn list_pod_sandbox(
         &self,
         request: Request<ListPodSandboxRequest>,
     ) -> RpcResult<ListPodSandboxResponse> {
-        Ok(Response::new(self.list_pod_sandbox_rpc(request.into_inner())))
+        Ok(Response::new(
+            self.list_pod_sandbox_rpc(request.into_inner()),
+        ))
     }
 
     type GetContainerEventsStream =

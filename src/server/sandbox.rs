@@ -61,7 +61,10 @@ impl RuntimeApi {
     }
 
     #[tracing::instrument(name = "ListPodSandbox", skip_all)]
-    pub(super) fn list_pod_sandbox_rpc(&self, request: ListPodSandboxRequest) -> ListPodSandboxResponse {
+    pub(super) fn list_pod_sandbox_rpc(
+        &self,
+        request: ListPodSandboxRequest,
+    ) -> ListPodSandboxResponse {
         ListPodSandboxResponse {
             items: self.daemon.sandboxes.list(request.filter.as_ref()),
         }

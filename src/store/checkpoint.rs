@@ -12,9 +12,9 @@ use crate::error::{Error, IoContext, Result};
 
 /// Writes `value` as JSON to `path` atomically, creating the parent directory.
 pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::Internal(format!("checkpoint path {} has no parent", path.display())))?;
+    let dir = path.parent().ok_or_else(|| {
+        Error::Internal(format!("checkpoint path {} has no parent", path.display()))
+    })?;
     std::fs::create_dir_all(dir).with_path("create", dir)?;
     let bytes = serde_json::to_vec(value)
         .map_err(|e| Error::Internal(format!("encode checkpoint {}: {e}", path.display())))?;
@@ -55,6 +55,9 @@ mod tests {
         let path = dir.path().join("state.json");
         std::fs::write(&path, b"{\"trunc").unwrap();
         let err = read::<Vec<i32>>(&path).unwrap_err().to_string();
-        assert!(err.contains("corrupt checkpoint") && err.contains("state.json"), "{err}");
+        assert!(
+            err.contains("corrupt checkpoint") && err.contains("state.json"),
+            "{err}"
+        );
     }
 }

@@ -163,20 +163,46 @@ mod tests {
             }),
             ..Default::default()
         };
-        SandboxRecord::new("ab".into(), config, String::new(), PodNamespaces::default(), "/x".into(), 1)
+        SandboxRecord::new(
+            "ab".into(),
+            config,
+            String::new(),
+            PodNamespaces::default(),
+            "/x".into(),
+            1,
+        )
     }
 
     #[test]
     fn lifecycle_transitions() {
         let mut r = record();
-        assert!(r.mark_not_ready("x").is_err(), "a creating pod cannot be stopped");
-        r.mark_ready(MonitorProcess { pid: 5, start_time: 9 }).unwrap();
-        assert!(r.mark_ready(MonitorProcess { pid: 6, start_time: 9 }).is_err());
+        assert!(
+            r.mark_not_ready("x").is_err(),
+            "a creating pod cannot be stopped"
+        );
+        r.mark_ready(MonitorProcess {
+            pid: 5,
+            start_time: 9,
+        })
+        .unwrap();
+        assert!(
+            r.mark_ready(MonitorProcess {
+                pid: 6,
+                start_time: 9
+            })
+            .is_err()
+        );
         r.mark_not_ready("stopped").unwrap();
         r.mark_not_ready("monitor died").unwrap();
         assert_eq!(r.phase, SandboxPhase::NotReady);
         assert_eq!(r.not_ready_reason.as_deref(), Some("stopped"));
-        assert!(r.mark_ready(MonitorProcess { pid: 5, start_time: 9 }).is_err());
+        assert!(
+            r.mark_ready(MonitorProcess {
+                pid: 5,
+                start_time: 9
+            })
+            .is_err()
+        );
     }
 
     #[test]
@@ -190,7 +216,15 @@ mod tests {
 
     #[test]
     fn owned_namespaces_in_order() {
-        let ns = PodNamespaces { net: true, ipc: false, uts: true, pid: true };
-        assert_eq!(ns.owned(), vec![NamespaceKind::Net, NamespaceKind::Uts, NamespaceKind::Pid]);
+        let ns = PodNamespaces {
+            net: true,
+            ipc: false,
+            uts: true,
+            pid: true,
+        };
+        assert_eq!(
+            ns.owned(),
+            vec![NamespaceKind::Net, NamespaceKind::Uts, NamespaceKind::Pid]
+        );
     }
 }

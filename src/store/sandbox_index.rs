@@ -22,7 +22,10 @@ impl SandboxEntry {
 
     /// A copy of the record as it is now.
     pub fn snapshot(&self) -> SandboxRecord {
-        self.record.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.record
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replaces the record; call only after its checkpoint is written.
@@ -137,16 +140,29 @@ mod tests {
             }),
             ..Default::default()
         };
-        SandboxRecord::new(id.into(), config, String::new(), PodNamespaces::default(), String::new(), 0)
+        SandboxRecord::new(
+            id.into(),
+            config,
+            String::new(),
+            PodNamespaces::default(),
+            String::new(),
+            0,
+        )
     }
 
     #[test]
     fn names_are_unique_until_released_or_removed() {
         let index = SandboxIndex::default();
         index.reserve_name("k", "a1").unwrap();
-        assert!(matches!(index.reserve_name("k", "b2"), Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            index.reserve_name("k", "b2"),
+            Err(Error::AlreadyExists(_))
+        ));
         index.release_name("k", "b2");
-        assert!(index.reserve_name("k", "b2").is_err(), "only the holder releases");
+        assert!(
+            index.reserve_name("k", "b2").is_err(),
+            "only the holder releases"
+        );
         index.release_name("k", "a1");
         index.reserve_name("k", "b2").unwrap();
 

@@ -1,0 +1,378 @@
+//! `crishim-bench`: a CRI load generator. It talks to any CRI endpoint given with `--endpoint`
+//! (crishim, containerd, CRI-O), so runtimes can be measured side by side on one machine, and
+//! prints p50/p90/p99/max latency per RPC and the throughput (`--json` for machines).
+//!
+//! Scenarios:
+//! - `sandbox-lifecycle`: RunPodSandbox, PodSandboxStatus, StopPodSandbox, RemovePodSandbox,
+//!   `--count` times at `--concurrency`.
+//! - `idle-pods`: starts `--count` pods, writes `--ready-file` once all run, holds them for
+//!   `--hold-secs` (measure memory meanwhile), then stops and removes them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use cri_proto::runtime_service_client::RuntimeServiceClient;
+use cri_proto::*;
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+#[derive(Parser, Clone)]
+#[command(
+    name = "crishim-bench",
+    about = "CRI load generator for any CRI endpoint"
+)]
+struct Args {
+    /// CRI endpoint, e.g. unix:///run/crishim/crishim.sock or unix:///run/containerd/containerd.sock.
+    #[arg(long)]
+    endpoint: String,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Scenario::SandboxLifecycle)]
+    scenario: Scenario,
+    /// How many pods.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    count: usize,
+    /// How many in flight at once.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    concurrency: usize,
+    /// RuntimeClass handler for the pods.
+    #[arg(long, default_value = "")]
+    runtime_handler: String,
+    /// Run the pods with the host network (no CNI involved on any runtime).
+    #[arg(long)]
+    host_network: bool,
+    /// idle-pods: file to create once every pod runs.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// idle-pods: how long to hold the pods.
+    #[arg(long, default_value_t = 0)]
+    hold_secs: u64,
+    /// Print a JSON report instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Scenario {
+    SandboxLifecycle,
+    IdlePods,
+}
+
+/// Latencies of one RPC, in seconds.
+#[derive(Default)]
+struct Samples(Vec<f64>);
+
+#[derive(Serialize)]
+struct RpcStats {
+    count: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Samples {
+    fn stats(&self) -> RpcStats {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        // Nearest-rank percentile.
+        let pick = |q: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted[rank - 1] * 1e3
+        };
+        RpcStats {
+            count: sorted.len(),
+            p50_ms: pick(0.50),
+            p90_ms: pick(0.90),
+            p99_ms: pick(0.99),
+            max_ms: pick(1.0),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    scenario: Scenario,
+    endpoint: String,
+    count: usize,
+    concurrency: usize,
+    errors: usize,
+    wall_seconds: f64,
+    pods_per_second: f64,
+    rpcs: BTreeMap<&'static str, RpcStats>,
+}
+
+#[derive(Default)]
+struct Recorder {
+    samples: Mutex<BTreeMap<&'static str, Samples>>,
+    errors: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Recorder {
+    /// Times one call; an error is counted and the first one kept for the report.
+    async fn time<T>(
+        &self,
+        rpc: &'static str,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Option<T> {
+        let start = Instant::now();
+        let result = call.await;
+        let elapsed = start.elapsed().as_secs_f64();
+        match result {
+            Ok(response) => {
+                self.samples
+                    .lock()
+                    .await
+                    .entry(rpc)
+                    .or_default()
+                    .0
+                    .push(elapsed);
+                Some(response.into_inner())
+            }
+            Err(status) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.first_error.lock().await.get_or_insert_with(|| {
+                    format!("{rpc}: {:?}: {}", status.code(), status.message())
+                });
+                None
+            }
+        }
+    }
+}
+
+fn pod_config(args: &Args, run_id: u32, index: usize) -> PodSandboxConfig {
+    let name = format!("bench-{run_id}-{index}");
+    let network = if args.host_network {
+        NamespaceMode::Node
+    } else {
+        NamespaceMode::Pod
+    };
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.clone(),
+            uid: format!("{name}-uid"),
+            namespace: "crishim-bench".to_string(),
+            attempt: 0,
+        }),
+        hostname: name,
+        labels: [("crishim-bench".to_string(), run_id.to_string())].into(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: network as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(
+    client: &mut RuntimeServiceClient<Channel>,
+    rec: &Recorder,
+    args: &Args,
+    run_id: u32,
+    i: usize,
+) -> Option<String> {
+    let request = RunPodSandboxRequest {
+        config: Some(pod_config(args, run_id, i)),
+        runtime_handler: args.runtime_handler.clone(),
+    };
+    rec.time("RunPodSandbox", client.run_pod_sandbox(request))
+        .await
+        .map(|r| r.pod_sandbox_id)
+}
+
+async fn stop_and_remove(client: &mut RuntimeServiceClient<Channel>, rec: &Recorder, id: &str) {
+    let stop = StopPodSandboxRequest {
+        pod_sandbox_id: id.to_string(),
+    };
+    rec.time("StopPodSandbox", client.stop_pod_sandbox(stop))
+        .await;
+    let remove = RemovePodSandboxRequest {
+        pod_sandbox_id: id.to_string(),
+    };
+    rec.time("RemovePodSandbox", client.remove_pod_sandbox(remove))
+        .await;
+}
+
+/// Runs `per_pod` for pod indexes 0..count, `concurrency` at a time, each worker on its own
+/// connection as separate kubelet goroutines would share one; returns the wall time.
+async fn drive<F, Fut>(args: &Args, channel: Channel, per_pod: F) -> Duration
+where
+    F: Fn(RuntimeServiceClient<Channel>, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let per_pod = Arc::new(per_pod);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            let next = next.clone();
+            let per_pod = per_pod.clone();
+            let client = RuntimeServiceClient::new(channel.clone());
+            let count = args.count;
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    per_pod(client.clone(), i).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    start.elapsed()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let channel = match cri_proto::connect(&args.endpoint).await {
+        Ok(channel) => channel,
+        Err(e) => {
+            eprintln!("crishim-bench: cannot connect to {}: {e}", args.endpoint);
+            return ExitCode::FAILURE;
+        }
+    };
+    let rec = Arc::new(Recorder::default());
+    let run_id = std::process::id();
+    let wall = match args.scenario {
+        Scenario::SandboxLifecycle => {
+            let (rec2, args2) = (rec.clone(), args.clone());
+            drive(&args, channel, move |mut client, i| {
+                let (rec, args) = (rec2.clone(), args2.clone());
+                async move {
+                    let Some(id) = run_pod(&mut client, &rec, &args, run_id, i).await else {
+                        return;
+                    };
+                    let status = PodSandboxStatusRequest {
+                        pod_sandbox_id: id.clone(),
+                        verbose: false,
+                    };
+                    rec.time("PodSandboxStatus", client.pod_sandbox_status(status))
+                        .await;
+                    stop_and_remove(&mut client, &rec, &id).await;
+                }
+            })
+            .await
+        }
+        Scenario::IdlePods => {
+            let ids = Arc::new(Mutex::new(Vec::new()));
+            let (rec2, args2, ids2) = (rec.clone(), args.clone(), ids.clone());
+            let wall = drive(&args, channel.clone(), move |mut client, i| {
+                let (rec, args, ids) = (rec2.clone(), args2.clone(), ids2.clone());
+                async move {
+                    if let Some(id) = run_pod(&mut client, &rec, &args, run_id, i).await {
+                        ids.lock().await.push(id);
+                    }
+                }
+            })
+            .await;
+            if let Some(file) = &args.ready_file {
+                let _ = std::fs::write(file, format!("{}\n", ids.lock().await.len()));
+            }
+            eprintln!(
+                "crishim-bench: {} pods running; holding them {}s",
+                ids.lock().await.len(),
+                args.hold_secs
+            );
+            tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+            let mut client = RuntimeServiceClient::new(channel);
+            for id in ids.lock().await.iter() {
+                stop_and_remove(&mut client, &rec, id).await;
+            }
+            wall
+        }
+    };
+
+    let samples = rec.samples.lock().await;
+    let report = Report {
+        scenario: args.scenario,
+        endpoint: args.endpoint.clone(),
+        count: args.count,
+        concurrency: args.concurrency,
+        errors: rec.errors.load(Ordering::Relaxed),
+        wall_seconds: wall.as_secs_f64(),
+        pods_per_second: args.count as f64 / wall.as_secs_f64().max(1e-9),
+        rpcs: samples.iter().map(|(rpc, s)| (*rpc, s.stats())).collect(),
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("crishim-bench: {e}"),
+        }
+    } else {
+        print_table(&report);
+    }
+    if let Some(error) = rec.first_error.lock().await.as_ref() {
+        eprintln!(
+            "crishim-bench: {} calls failed; first: {error}",
+            report.errors
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{} against {}: {} pods, concurrency {}, {:.2} s wall, {:.1} pods/s, {} errors",
+        serde_json::to_value(report.scenario)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        report.endpoint,
+        report.count,
+        report.concurrency,
+        report.wall_seconds,
+        report.pods_per_second,
+        report.errors
+    );
+    println!(
+        "{:<18} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "rpc", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for (rpc, s) in &report.rpcs {
+        println!(
+            "{rpc:<18} {:>6} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+            s.count, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples = Samples((1..=100).map(|ms| ms as f64 / 1e3).collect());
+        let stats = samples.stats();
+        assert_eq!(stats.count, 100);
+        assert!((stats.p50_ms - 50.0).abs() < 1e-9);
+        assert!((stats.p90_ms - 90.0).abs() < 1e-9);
+        assert!((stats.p99_ms - 99.0).abs() < 1e-9);
+        assert!((stats.max_ms - 100.0).abs() < 1e-9);
+        assert_eq!(Samples::default().stats().count, 0);
+    }
+}
