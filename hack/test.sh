@@ -10,4 +10,12 @@ fi
 bash hack/setup.sh
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
-cargo test --locked --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# --all-targets: unit, bin, e2e and bench-tool tests (there are no doc tests).
+cargo test --locked --workspace --all-targets 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
