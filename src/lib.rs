@@ -6,6 +6,7 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod image;
 pub mod monitor;
 pub mod os;
 pub mod sandbox;

@@ -88,3 +88,41 @@ impl Layout {
         self.pod_dir(id).join("ns").join(kind.proc_name())
     }
 }
+
+impl Layout {
+    /// The image store's directory.
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    /// The image index.
+    pub fn image_index(&self) -> PathBuf {
+        self.images_dir().join("index.json")
+    }
+
+    /// Where blobs live.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.images_dir().join("blobs").join("sha256")
+    }
+
+    /// One blob, by `sha256:<hex>` digest (callers pass verified digests only).
+    pub fn blob(&self, digest: &str) -> PathBuf {
+        self.blobs_dir().join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// Downloads and unpacks in progress, on the same filesystem as their destinations.
+    pub fn image_tmp_dir(&self) -> PathBuf {
+        self.images_dir().join("tmp")
+    }
+
+    /// Unpacked layers.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// One unpacked layer, by chain id.
+    pub fn layer_dir(&self, chain_id: &str) -> PathBuf {
+        self.layers_dir()
+            .join(chain_id.trim_start_matches("sha256:"))
+    }
+}
