@@ -162,7 +162,7 @@ fn whiteouts_become_overlay_whiteouts() {
     assert_eq!(gone.rdev(), 0);
     assert!(!dest.join(".wh.gone").exists());
     let opaque = rustix::fs::getxattr(
-        &dest.join("opaque"),
+        dest.join("opaque"),
         "trusted.overlay.opaque",
         &mut [0u8; 4],
     )
