@@ -7,6 +7,10 @@ packages=(
   protobuf-compiler   # protoc: the CRI bindings are generated at build time
   util-linux          # nsenter, used by the e2e tests to look inside pod namespaces
   procps              # pgrep/ps for hack/measure.sh
+  docker-registry     # the OCI registry the image tests push to and pull from (127.0.0.1)
+  apache2-utils       # htpasswd, for the registry-with-auth tests
+  busybox-static      # the test images' userland
+  curl                # hack/registry.sh waits for the registry with it
 )
 
 missing=()

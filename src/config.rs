@@ -54,6 +54,20 @@ pub struct Config {
     pub monitor_stop_timeout_ms: u64,
     /// RuntimeClass handler name to kind. The empty name is the default handler.
     pub runtime_handlers: BTreeMap<String, HandlerKind>,
+    /// A Docker `config.json` whose `auths` give registry credentials.
+    pub docker_config: Option<PathBuf>,
+    /// Per-registry settings, by `host[:port]` as written in image names (`docker.io`).
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+/// Settings for one registry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Plain HTTP. Registries on localhost and 127.0.0.0/8 use plain HTTP without this.
+    pub insecure: bool,
+    /// Hosts (`host[:port]`) tried in order before the registry itself.
+    pub mirrors: Vec<String>,
 }
 
 impl Default for Config {
@@ -72,6 +86,8 @@ impl Default for Config {
                 ("wasmtime".to_string(), HandlerKind::Wasm),
                 ("youki".to_string(), HandlerKind::Linux),
             ]),
+            docker_config: None,
+            registries: BTreeMap::new(),
         }
     }
 }
@@ -125,6 +141,25 @@ impl Config {
         self.socket
             .clone()
             .unwrap_or_else(|| self.state.join("crishim.sock"))
+    }
+
+    /// True when `host` is reached over plain HTTP: configured insecure, or a loopback name
+    /// (as Docker and containerd allow).
+    pub fn plain_http(&self, host: &str) -> bool {
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
+        loopback || self.registries.get(host).is_some_and(|r| r.insecure)
+    }
+
+    /// Where to fetch `registry`'s content from, in order: its mirrors, then itself.
+    pub fn registry_hosts(&self, registry: &str) -> Vec<String> {
+        let mut hosts = self
+            .registries
+            .get(registry)
+            .map(|r| r.mirrors.clone())
+            .unwrap_or_default();
+        hosts.push(registry.to_string());
+        hosts
     }
 
     /// The kind of a RuntimeClass handler, or InvalidArgument naming the known ones.
@@ -181,6 +216,22 @@ mod tests {
         assert!(Config::parse("rooot = \"/a\"").is_err());
         let missing = Config::load(Some(Path::new("/nonexistent/c.toml")), Overrides::default());
         assert!(matches!(missing, Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn registries_mirrors_and_plain_http() {
+        let config = Config::parse(
+            "[registries.\"docker.io\"]\nmirrors = [\"mirror.local:5000\"]\n[registries.\"mirror.local:5000\"]\ninsecure = true\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.registry_hosts("docker.io"),
+            vec!["mirror.local:5000", "docker.io"]
+        );
+        assert_eq!(config.registry_hosts("quay.io"), vec!["quay.io"]);
+        assert!(config.plain_http("mirror.local:5000"));
+        assert!(config.plain_http("127.0.0.1:5000") && config.plain_http("localhost"));
+        assert!(!config.plain_http("docker.io") && !config.plain_http("mirror.local"));
     }
 
     #[test]

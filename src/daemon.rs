@@ -9,6 +9,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::image::service::Images;
 use crate::monitor::launcher::ProcessMonitors;
 use crate::os::cgroup::HostCgroups;
 use crate::os::mount::HostMounter;
@@ -22,6 +23,8 @@ pub struct Daemon {
     pub config: Arc<Config>,
     /// Pod sandboxes.
     pub sandboxes: Arc<SandboxManager>,
+    /// Images.
+    pub images: Arc<Images>,
     /// The pod CIDR from the last UpdateRuntimeConfig.
     pub pod_cidr: RwLock<String>,
 }
@@ -42,6 +45,7 @@ impl Daemon {
             )),
         };
         let config = Arc::new(config);
+        let images = Arc::new(Images::open(config.clone())?);
         let sandboxes = Arc::new(SandboxManager::new(config.clone(), host));
         let recovered = sandboxes.recover()?;
         tracing::info!(
@@ -54,6 +58,7 @@ impl Daemon {
         let daemon = Arc::new(Daemon {
             config,
             sandboxes,
+            images,
             pod_cidr: RwLock::new(String::new()),
         });
         for (id, process) in recovered.live {

@@ -20,6 +20,15 @@ pub enum Error {
     /// The RPC or feature is not built yet.
     #[error("{0}")]
     Unimplemented(String),
+    /// A remote service (a registry) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Credentials were missing or refused.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Content does not match its digest.
+    #[error("{0}")]
+    Corrupt(String),
     /// Something did not answer in time.
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -94,6 +103,9 @@ impl From<Error> for tonic::Status {
             Error::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             Error::Unimplemented(_) => tonic::Status::unimplemented(message),
             Error::DeadlineExceeded(_) => tonic::Status::deadline_exceeded(message),
+            Error::Unavailable(_) => tonic::Status::unavailable(message),
+            Error::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            Error::Corrupt(_) => tonic::Status::data_loss(message),
             Error::Io { .. } | Error::Internal(_) => tonic::Status::internal(message),
         }
     }
@@ -116,6 +128,9 @@ mod tests {
             ),
             (Error::unimplemented("Attach"), Code::Unimplemented),
             (Error::DeadlineExceeded("x".into()), Code::DeadlineExceeded),
+            (Error::Unavailable("x".into()), Code::Unavailable),
+            (Error::Unauthenticated("x".into()), Code::Unauthenticated),
+            (Error::Corrupt("x".into()), Code::DataLoss),
             (Error::Internal("x".into()), Code::Internal),
             (
                 Error::io("mount /a", std::io::Error::from_raw_os_error(libc::EPERM)),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +43,11 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon in a new temporary directory.
     pub async fn start() -> TestDaemon {
+        Self::start_with_config("").await
+    }
+
+    /// Starts a daemon whose config.toml has `extra` appended.
+    pub async fn start_with_config(extra: &str) -> TestDaemon {
         require_root();
         let tmp = tempfile::Builder::new()
             .prefix("crishim-e2e-")
@@ -54,7 +61,7 @@ impl TestDaemon {
         std::fs::write(
             daemon.dir.join("config.toml"),
             format!(
-                "default_cgroup_parent = \"{TEST_CGROUP_PARENT}\"\nmonitor_stop_timeout_ms = 3000\n"
+                "default_cgroup_parent = \"{TEST_CGROUP_PARENT}\"\nmonitor_stop_timeout_ms = 3000\n{extra}\n"
             ),
         )
         .expect("write config");

@@ -1,5 +1,11 @@
-//! Images: reference parsing, the content store, layer unpacking.
+//! Images: reference parsing, pulling from registries, the content store, layer unpacking,
+//! wasm detection, and the domain side of the ImageService RPCs.
 
+pub mod auth;
+pub mod platform;
+pub mod pull;
 pub mod reference;
+pub mod service;
 pub mod store;
 pub mod unpack;
+pub mod wasm;

@@ -135,6 +135,7 @@ impl ImageStore {
         ] {
             std::fs::create_dir_all(&dir).with_path("create", &dir)?;
         }
+        remove_leftovers(&layout)?;
         Ok(ImageStore {
             layout,
             index: Mutex::new(index),
@@ -166,7 +167,7 @@ impl ImageStore {
             .context(|| "create a temporary blob".to_string())?;
         let written = copy_hashing(content, tmp.as_file())?;
         if written.digest != digest || size.is_some_and(|s| s != written.size) {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::Corrupt(format!(
                 "blob {digest} failed verification: got {} ({} bytes, expected {} bytes)",
                 written.digest,
                 written.size,
@@ -351,6 +352,26 @@ impl ImageStore {
         }
         usage
     }
+}
+
+/// Deletes what a crash during a pull left: temporary blobs and half-unpacked layers.
+fn remove_leftovers(layout: &Layout) -> Result<()> {
+    let tmp = layout.image_tmp_dir();
+    for entry in std::fs::read_dir(&tmp).with_path("list", &tmp)?.flatten() {
+        remove_tree(&entry.path())
+            .or_else(|_| std::fs::remove_file(entry.path()).with_path("remove", &entry.path()))?;
+    }
+    let layers = layout.layers_dir();
+    for entry in std::fs::read_dir(&layers)
+        .with_path("list", &layers)?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(".unpack-") {
+            tracing::info!(path = %entry.path().display(), "removing a layer left half-unpacked by a crash");
+            remove_tree(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn remove_tree(dir: &Path) -> Result<()> {

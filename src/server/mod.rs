@@ -71,7 +71,9 @@ pub async fn serve(
     let on_signal = signalled.clone();
     let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(RuntimeApi::new(daemon.clone())))
-        .add_service(ImageServiceServer::new(ImageApi))
+        .add_service(ImageServiceServer::new(ImageApi::new(
+            daemon.images.clone(),
+        )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
             shutdown.await;
             on_signal.notify_one();

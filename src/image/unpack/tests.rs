@@ -161,12 +161,8 @@ fn whiteouts_become_overlay_whiteouts() {
     assert!(gone.file_type().is_char_device());
     assert_eq!(gone.rdev(), 0);
     assert!(!dest.join(".wh.gone").exists());
-    let opaque = rustix::fs::getxattr(
-        dest.join("opaque"),
-        "trusted.overlay.opaque",
-        &mut [0u8; 4],
-    )
-    .unwrap();
+    let opaque =
+        rustix::fs::getxattr(dest.join("opaque"), "trusted.overlay.opaque", &mut [0u8; 4]).unwrap();
     assert_eq!(opaque, 1);
     assert!(!dest.join("opaque/.wh..wh..opq").exists());
 }

@@ -1,0 +1,508 @@
+//! End-to-end tests of the ImageService against a real registry on 127.0.0.1: pull by tag and
+//! digest, platforms, auth, status/list/remove, missing images, corrupt blobs, hostile layers,
+//! and a registry that goes away mid-pull.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
+use common::registry::TestRegistry;
+use common::*;
+use cri_proto::image_service_client::ImageServiceClient;
+use cri_proto::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn pull(
+    client: &mut ImageServiceClient<Channel>,
+    image: &str,
+) -> Result<String, tonic::Status> {
+    pull_with(client, image, None).await
+}
+
+async fn pull_with(
+    client: &mut ImageServiceClient<Channel>,
+    image: &str,
+    auth: Option<AuthConfig>,
+) -> Result<String, tonic::Status> {
+    client
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+async fn status(client: &mut ImageServiceClient<Channel>, image: &str) -> ImageStatusResponse {
+    client
+        .image_status(ImageStatusRequest {
+            image: spec(image),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn dir_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn pull_by_tag_and_digest_then_status_list_and_remove() {
+    let registry = TestRegistry::start(&["busybox"]);
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let reference = registry.reference("busybox");
+    let id = pull(&mut images, &reference).await.unwrap();
+    assert_eq!(
+        id,
+        registry.field("busybox", "id"),
+        "PullImage returns the image id (config digest)"
+    );
+
+    let manifest = registry.field("busybox", "manifest");
+    let by_digest = format!("{}/test/busybox@{manifest}", registry.addr);
+    let answer = status(&mut images, &reference).await;
+    let image = answer.image.unwrap();
+    assert_eq!(image.id, id);
+    assert_eq!(image.repo_tags, vec![reference.clone()]);
+    assert_eq!(image.repo_digests, vec![by_digest.clone()]);
+    assert!(image.size > 500_000, "busybox is in there: {}", image.size);
+    assert_eq!(image.uid.map(|u| u.value), None, "no User in the config");
+    let info: serde_json::Value = serde_json::from_str(&answer.info["info"]).unwrap();
+    assert_eq!(info["kind"], "linux");
+    assert_eq!(
+        info["layers"][1]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+
+    // The layers are unpacked: the base has busybox, the top a whiteout for /etc/motd.
+    let layers: Vec<String> = info["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["chain_id"].as_str().unwrap().to_string())
+        .collect();
+    let layout = daemon.layout();
+    assert!(layout.layer_dir(&layers[0]).join("bin/busybox").is_file());
+    assert!(
+        std::fs::symlink_metadata(layout.layer_dir(&layers[1]).join("etc/motd"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert_eq!(
+        std::fs::read_to_string(layout.layer_dir(&layers[1]).join("etc/hello")).unwrap(),
+        "from layer 2\n"
+    );
+
+    // Pull by digest: same image; the id and the digest reference find it too.
+    assert_eq!(pull(&mut images, &by_digest).await.unwrap(), id);
+    assert_eq!(status(&mut images, &id).await.image.unwrap().id, id);
+    assert_eq!(status(&mut images, &by_digest).await.image.unwrap().id, id);
+
+    let listed = images
+        .list_images(ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(listed.len(), 1);
+    let filtered = images
+        .list_images(ListImagesRequest {
+            filter: Some(ImageFilter {
+                image: spec("127.0.0.1:1/none:latest"),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert!(filtered.is_empty());
+
+    let fs = images
+        .image_fs_info(ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let used_before = fs.image_filesystems[0].used_bytes.unwrap().value;
+    assert!(used_before > 1_000_000, "{used_before}");
+
+    images
+        .remove_image(RemoveImageRequest {
+            image: spec(&reference),
+        })
+        .await
+        .unwrap();
+    images
+        .remove_image(RemoveImageRequest {
+            image: spec(&reference),
+        })
+        .await
+        .unwrap();
+    assert!(
+        status(&mut images, &reference).await.image.is_none(),
+        "a missing image is an empty status"
+    );
+    assert!(!layout.layer_dir(&layers[0]).exists(), "layers are freed");
+    assert_eq!(dir_entries(&layout.blobs_dir()), 0, "blobs are freed");
+    let fs = images
+        .image_fs_info(ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fs.image_filesystems[0].used_bytes.unwrap().value < used_before / 10);
+}
+
+#[tokio::test]
+async fn non_root_user_multi_platform_index_and_foreign_platforms() {
+    let registry = TestRegistry::start(&["busybox-nonroot", "multiplatform", "foreign"]);
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    pull(&mut images, &registry.reference("busybox-nonroot"))
+        .await
+        .unwrap();
+    let image = status(&mut images, &registry.reference("busybox-nonroot"))
+        .await
+        .image
+        .unwrap();
+    assert_eq!(image.uid.unwrap().value, 1000);
+
+    let id = pull(&mut images, &registry.reference("multiplatform"))
+        .await
+        .unwrap();
+    assert_eq!(
+        id,
+        registry.field("busybox", "id"),
+        "the index resolves to this host's platform"
+    );
+
+    let err = pull(&mut images, &registry.reference("foreign"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        err.message().contains("linux/arm64") && err.message().contains("linux/s390x"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        status(&mut images, &registry.reference("foreign"))
+            .await
+            .image
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn missing_images_bad_references_and_unreachable_registries() {
+    let registry = TestRegistry::start(&["busybox"]);
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let err = pull(
+        &mut images,
+        &format!("{}/test/nothing:latest", registry.addr),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = pull(
+        &mut images,
+        &format!("{}/test/busybox:no-such-tag", registry.addr),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    for bad in ["Upper/Case", "a b", "x@sha256:123"] {
+        let err = pull(&mut images, bad).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
+    }
+    let err = pull(&mut images, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    registry.stop();
+    let err = pull(&mut images, &registry.reference("busybox"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains(&registry.addr),
+        "names the registry: {}",
+        err.message()
+    );
+    assert_eq!(dir_entries(&daemon.layout().blobs_dir()), 0);
+}
+
+#[tokio::test]
+async fn registry_auth_from_the_request_and_from_a_docker_config() {
+    let registry = TestRegistry::start_with_auth("tester", "s3cret", &["busybox"]);
+    let docker_config = tempfile::NamedTempFile::new().unwrap();
+    let encoded = "dGVzdGVyOnMzY3JldA=="; // base64 of tester:s3cret
+    std::fs::write(
+        docker_config.path(),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{encoded}"}}}}}}"#,
+            registry.addr
+        ),
+    )
+    .unwrap();
+
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let reference = registry.reference("busybox");
+    let err = pull(&mut images, &reference).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let wrong = AuthConfig {
+        username: "tester".into(),
+        password: "nope".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_with(&mut images, &reference, Some(wrong))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let right = AuthConfig {
+        username: "tester".into(),
+        password: "s3cret".into(),
+        ..Default::default()
+    };
+    pull_with(&mut images, &reference, Some(right))
+        .await
+        .unwrap();
+    images
+        .remove_image(RemoveImageRequest {
+            image: spec(&reference),
+        })
+        .await
+        .unwrap();
+    let encoded_auth = AuthConfig {
+        auth: encoded.into(),
+        ..Default::default()
+    };
+    pull_with(&mut images, &reference, Some(encoded_auth))
+        .await
+        .unwrap();
+
+    let from_file = TestDaemon::start_with_config(&format!(
+        "docker_config = \"{}\"",
+        docker_config.path().display()
+    ))
+    .await;
+    let mut images = from_file.images().await;
+    pull(&mut images, &reference).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_is_refused_and_nothing_is_kept() {
+    let registry = TestRegistry::start(&["busybox"]);
+    let base_layer = &registry.layers("busybox")[0];
+    let file = registry.blob_file(base_layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let err = pull(&mut images, &registry.reference("busybox"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err:?}");
+    assert!(
+        err.message().contains(base_layer.as_str()),
+        "{}",
+        err.message()
+    );
+    let layout = daemon.layout();
+    assert!(
+        !layout.blob(base_layer).exists(),
+        "the corrupt blob is not kept"
+    );
+    assert_eq!(
+        dir_entries(&layout.image_tmp_dir()),
+        0,
+        "no temporary file is left"
+    );
+    assert_eq!(dir_entries(&layout.layers_dir()), 0, "nothing is unpacked");
+    assert!(
+        status(&mut images, &registry.reference("busybox"))
+            .await
+            .image
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_layer_that_tries_to_escape_is_contained() {
+    let target = tempfile::Builder::new()
+        .prefix("crishim-escape-")
+        .tempdir()
+        .unwrap();
+    let target_path = target.path().display().to_string();
+    let registry = TestRegistry::launch(
+        None,
+        &["escape"],
+        &[("CRISHIM_ESCAPE_TARGET", &target_path)],
+    );
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    pull(&mut images, &registry.reference("escape"))
+        .await
+        .unwrap();
+    assert_eq!(
+        dir_entries(target.path()),
+        0,
+        "nothing was written to {target_path}"
+    );
+    assert!(!Path::new("/escaped-dotdot").exists());
+    let info: serde_json::Value = serde_json::from_str(
+        &status(&mut images, &registry.reference("escape"))
+            .await
+            .info["info"],
+    )
+    .unwrap();
+    let layer = daemon
+        .layout()
+        .layer_dir(info["layers"][0]["chain_id"].as_str().unwrap());
+    let inside = layer.join(target_path.trim_start_matches('/'));
+    for name in [
+        "escaped-absolute",
+        "escaped-through-symlink",
+        "escaped-through-dotdot-link",
+    ] {
+        assert!(
+            inside.join(name).is_file(),
+            "{name} landed inside the layer"
+        );
+    }
+    assert!(layer.join("escaped-dotdot").is_file());
+}
+
+/// Forwards one registry through 127.0.0.1, cutting every connection after `limit` bytes
+/// from the registry: a registry that goes away in the middle of a blob.
+async fn cutting_proxy(upstream: String, limit: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut sent = 0;
+                let mut buf = vec![0u8; 16 * 1024];
+                while sent < limit {
+                    let Ok(n) = server_read.read(&mut buf).await else {
+                        break;
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    let n = n.min(limit - sent);
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                // Dropping both halves closes the connection mid-response.
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_registry_that_goes_away_mid_pull_leaves_nothing_half_written() {
+    let registry = TestRegistry::launch(None, &["big"], &[]);
+    let registry = {
+        // Push the big image: 4 MiB of incompressible data in one layer.
+        let mut push = std::process::Command::new(env!("CARGO_BIN_EXE_crishim-testimages"));
+        push.args([
+            "--registry",
+            &registry.addr,
+            "--image",
+            "big",
+            "--big-mb",
+            "4",
+        ]);
+        let out = push.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        registry
+    };
+    let proxy = cutting_proxy(registry.addr.clone(), 1 << 20).await;
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let err = pull(&mut images, &format!("{proxy}/test/big:latest"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains(&proxy),
+        "names the registry: {}",
+        err.message()
+    );
+    let layout = daemon.layout();
+    assert_eq!(
+        dir_entries(&layout.image_tmp_dir()),
+        0,
+        "no partial download is left"
+    );
+    assert_eq!(dir_entries(&layout.layers_dir()), 0);
+    assert!(
+        status(&mut images, &format!("{proxy}/test/big:latest"))
+            .await
+            .image
+            .is_none()
+    );
+    // The same image pulls fine straight from the registry afterwards.
+    pull(&mut images, &registry.reference("big")).await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_pulls_of_one_image_download_it_once() {
+    let registry = TestRegistry::start(&["busybox"]);
+    let daemon = TestDaemon::start().await;
+    let reference = registry.reference("busybox");
+    let mut pulls = Vec::new();
+    for _ in 0..4 {
+        let mut images = daemon.images().await;
+        let reference = reference.clone();
+        pulls.push(tokio::spawn(async move {
+            pull(&mut images, &reference).await.unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for p in pulls {
+        ids.push(p.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+    let downloads = daemon.log().matches("blob downloaded").count();
+    assert_eq!(downloads, 3, "config and two layers, once each");
+}

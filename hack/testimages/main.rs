@@ -1,0 +1,448 @@
+//! `crishim-testimages`: builds the images the test suite needs and pushes them to a registry
+//! (normally the one `hack/registry.sh` starts on 127.0.0.1). Prints a JSON summary: for each
+//! image its reference, manifest digest, config digest (the image id) and layer digests.
+//!
+//! Images (repository `test/<name>`, tag `latest`):
+//! - `busybox`: Debian's busybox-static with applet links, /etc/passwd and /etc/group; a second,
+//!   zstd-compressed layer deletes /etc/motd (a whiteout) and adds /etc/hello.
+//! - `busybox-nonroot`: the same layers, `User 1000:1000`.
+//! - `multiplatform`: an index of linux/amd64 (busybox) and linux/arm64.
+//! - `foreign`: an index with only linux/arm64 and linux/s390x.
+//! - `escape`: a layer whose entries try to leave the layer directory.
+//! - `big`: one incompressible layer of `--big-mb` MiB (only when given).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use clap::Parser;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{
+    ImageIndexEntry, OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciDescriptor,
+    OciImageIndex, OciImageManifest, Platform,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+#[derive(Parser)]
+#[command(
+    name = "crishim-testimages",
+    about = "Build and push crishim's test images"
+)]
+struct Args {
+    /// Registry host:port.
+    #[arg(long)]
+    registry: String,
+    /// Only these images (default: all but big).
+    #[arg(long = "image")]
+    images: Vec<String>,
+    /// Size of the `big` image's layer in MiB.
+    #[arg(long)]
+    big_mb: Option<usize>,
+    /// Basic-auth user.
+    #[arg(long)]
+    username: Option<String>,
+    /// Basic-auth password.
+    #[arg(long, default_value = "")]
+    password: String,
+}
+
+const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const TAR_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const APPLETS: &[&str] = &[
+    "sh", "sleep", "cat", "id", "true", "false", "env", "ls", "echo", "hostname", "mkdir", "rm",
+    "touch", "wc", "head", "tail", "ps", "kill", "grep", "test", "printf", "date", "pwd", "uname",
+    "whoami", "stat", "dd", "yes", "mount",
+];
+
+fn digest(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// A layer: its tar, compressed as asked.
+struct Layer {
+    tar: Vec<u8>,
+    media_type: &'static str,
+}
+
+impl Layer {
+    fn blob(&self) -> Vec<u8> {
+        match self.media_type {
+            GZIP_LAYER => {
+                let mut gz =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&self.tar).expect("gzip in memory");
+                gz.finish().expect("gzip in memory")
+            }
+            ZSTD_LAYER => zstd::encode_all(&self.tar[..], 3).expect("zstd in memory"),
+            _ => self.tar.clone(),
+        }
+    }
+}
+
+/// Tar entries written with raw names (so the escape image can hold hostile ones).
+#[derive(Default)]
+struct Tar(Vec<u8>);
+
+impl Tar {
+    fn entry(
+        &mut self,
+        name: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        uid: u64,
+        link: &str,
+        data: &[u8],
+    ) -> &mut Self {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_uid(uid);
+        header.set_gid(uid);
+        header.set_mtime(1_700_000_000);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        self.0.extend_from_slice(header.as_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().div_ceil(512) * 512, 0);
+        self
+    }
+    fn dir(&mut self, name: &str, mode: u32, uid: u64) -> &mut Self {
+        self.entry(name, tar::EntryType::Directory, mode, uid, "", b"")
+    }
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
+        self.entry(name, tar::EntryType::Regular, mode, 0, "", data)
+    }
+    fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+        self.entry(name, tar::EntryType::Symlink, 0o777, 0, target, b"")
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        let mut bytes = std::mem::take(&mut self.0);
+        bytes.extend_from_slice(&[0; 1024]);
+        bytes
+    }
+}
+
+fn busybox_layers() -> Vec<Layer> {
+    let busybox = std::fs::read("/bin/busybox").unwrap_or_else(|e| {
+        panic!("/bin/busybox: {e}; install it with `apt-get install busybox-static` (hack/setup.sh does)")
+    });
+    let mut base = Tar::default();
+    base.dir("bin/", 0o755, 0)
+        .file("bin/busybox", 0o755, &busybox);
+    for applet in APPLETS {
+        base.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    base.dir("etc/", 0o755, 0)
+        .file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+        .file("etc/group", 0o644, b"root:x:0:\napp:x:1000:\nextra:x:2000:app\nnogroup:x:65534:\n")
+        .file("etc/motd", 0o644, b"base layer\n")
+        .dir("tmp/", 0o1777, 0)
+        .dir("root/", 0o700, 0)
+        .dir("home/", 0o755, 0)
+        .dir("home/app/", 0o755, 1000);
+    let mut top = Tar::default();
+    top.file("etc/.wh.motd", 0o644, b"")
+        .file("etc/hello", 0o644, b"from layer 2\n");
+    vec![
+        Layer {
+            tar: base.finish(),
+            media_type: GZIP_LAYER,
+        },
+        Layer {
+            tar: top.finish(),
+            media_type: ZSTD_LAYER,
+        },
+    ]
+}
+
+fn config(arch: &str, layers: &[Layer], user: &str) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| digest(&l.tar)).collect();
+    serde_json::to_vec(&json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "User": user,
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+        },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .expect("config JSON")
+}
+
+struct Pusher {
+    client: Client,
+    auth: RegistryAuth,
+    registry: String,
+}
+
+impl Pusher {
+    fn reference(&self, name: &str, tag: &str) -> Reference {
+        Reference::with_tag(
+            self.registry.clone(),
+            format!("test/{name}"),
+            tag.to_string(),
+        )
+    }
+
+    /// Pushes blobs and a manifest; returns (manifest digest, manifest size, summary).
+    async fn image(
+        &self,
+        name: &str,
+        tag: &str,
+        config_bytes: Vec<u8>,
+        layers: &[Layer],
+    ) -> (String, i64, serde_json::Value) {
+        let reference = self.reference(name, tag);
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let blob = layer.blob();
+            let layer_digest = digest(&blob);
+            self.client
+                .push_blob(&reference, blob.clone(), &layer_digest)
+                .await
+                .expect("push layer");
+            descriptors.push(OciDescriptor {
+                media_type: layer.media_type.to_string(),
+                digest: layer_digest,
+                size: blob.len() as i64,
+                ..Default::default()
+            });
+        }
+        let config_digest = digest(&config_bytes);
+        self.client
+            .push_blob(&reference, config_bytes.clone(), &config_digest)
+            .await
+            .expect("push config");
+        let manifest = OciImageManifest {
+            schema_version: 2,
+            media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
+            config: OciDescriptor {
+                media_type: OCI_CONFIG.to_string(),
+                digest: config_digest.clone(),
+                size: config_bytes.len() as i64,
+                ..Default::default()
+            },
+            layers: descriptors.clone(),
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&manifest).expect("manifest JSON");
+        let manifest_digest = digest(&bytes);
+        self.client
+            .push_manifest_raw(
+                &reference,
+                bytes.clone(),
+                OCI_IMAGE_MEDIA_TYPE.parse().expect("header"),
+            )
+            .await
+            .expect("push manifest");
+        let summary = json!({
+            "reference": reference.whole(),
+            "manifest": manifest_digest,
+            "id": config_digest,
+            "layers": descriptors.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(),
+        });
+        (manifest_digest, bytes.len() as i64, summary)
+    }
+
+    async fn index(&self, name: &str, entries: Vec<(String, i64, &str)>) -> serde_json::Value {
+        let reference = self.reference(name, "latest");
+        let manifests = entries
+            .into_iter()
+            .map(|(digest, size, arch)| ImageIndexEntry {
+                media_type: OCI_IMAGE_MEDIA_TYPE.to_string(),
+                digest,
+                size,
+                platform: Some(Platform {
+                    architecture: arch.into(),
+                    os: "linux".into(),
+                    os_version: None,
+                    os_features: None,
+                    variant: None,
+                    features: None,
+                }),
+                annotations: None,
+                artifact_type: None,
+            })
+            .collect();
+        let index = OciImageIndex {
+            schema_version: 2,
+            media_type: Some(OCI_IMAGE_INDEX_MEDIA_TYPE.to_string()),
+            manifests,
+            artifact_type: None,
+            annotations: None,
+        };
+        let bytes = serde_json::to_vec(&index).expect("index JSON");
+        self.client
+            .push_manifest_raw(
+                &reference,
+                bytes.clone(),
+                OCI_IMAGE_INDEX_MEDIA_TYPE.parse().expect("header"),
+            )
+            .await
+            .expect("push index");
+        json!({ "reference": reference.whole(), "manifest": digest(&bytes) })
+    }
+}
+
+fn tiny_layer(text: &str) -> Vec<Layer> {
+    vec![Layer {
+        tar: Tar::default()
+            .file("platform.txt", 0o644, text.as_bytes())
+            .finish(),
+        media_type: TAR_LAYER,
+    }]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    let client = Client::try_from(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![args.registry.clone()]),
+        platform_resolver: None,
+        ..Default::default()
+    })
+    .expect("registry client");
+    let auth = match &args.username {
+        Some(user) => RegistryAuth::Basic(user.clone(), args.password.clone()),
+        None => RegistryAuth::Anonymous,
+    };
+    let pusher = Pusher {
+        client,
+        auth,
+        registry: args.registry.clone(),
+    };
+    let wanted = |name: &str| {
+        if args.images.is_empty() {
+            name != "big"
+        } else {
+            args.images.iter().any(|i| i == name)
+        }
+    };
+    let host_arch = if cfg!(target_arch = "aarch64") {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    let mut summary = BTreeMap::new();
+
+    if wanted("busybox") || wanted("busybox-nonroot") || wanted("multiplatform") {
+        let layers = busybox_layers();
+        let (digest, size, info) = pusher
+            .image("busybox", "latest", config(host_arch, &layers, ""), &layers)
+            .await;
+        summary.insert("busybox", info);
+        if wanted("busybox-nonroot") {
+            let (_, _, info) = pusher
+                .image(
+                    "busybox-nonroot",
+                    "latest",
+                    config(host_arch, &layers, "1000:1000"),
+                    &layers,
+                )
+                .await;
+            summary.insert("busybox-nonroot", info);
+        }
+        if wanted("multiplatform") {
+            let arm = tiny_layer("arm64");
+            let (_, _, _) = pusher
+                .image(
+                    "multiplatform",
+                    "amd64",
+                    config(host_arch, &layers, ""),
+                    &layers,
+                )
+                .await;
+            let (arm_digest, arm_size, _) = pusher
+                .image("multiplatform", "arm64", config("arm64", &arm, ""), &arm)
+                .await;
+            let info = pusher
+                .index(
+                    "multiplatform",
+                    vec![(arm_digest, arm_size, "arm64"), (digest, size, host_arch)],
+                )
+                .await;
+            summary.insert("multiplatform", info);
+        }
+    }
+    if wanted("foreign") {
+        let arm = tiny_layer("arm64");
+        let s390 = tiny_layer("s390x");
+        let (a, asz, _) = pusher
+            .image("foreign", "arm64", config("arm64", &arm, ""), &arm)
+            .await;
+        let (s, ssz, _) = pusher
+            .image("foreign", "s390x", config("s390x", &s390, ""), &s390)
+            .await;
+        summary.insert(
+            "foreign",
+            pusher
+                .index("foreign", vec![(a, asz, "arm64"), (s, ssz, "s390x")])
+                .await,
+        );
+    }
+    if wanted("escape") {
+        let target = std::env::var("CRISHIM_ESCAPE_TARGET")
+            .unwrap_or_else(|_| "/tmp/crishim-escape-target".into());
+        let target = target.trim_start_matches('/');
+        let mut tar = Tar::default();
+        tar.file(
+            "../../../../../../../../../../../../escaped-dotdot",
+            0o644,
+            b"x",
+        )
+        .file(&format!("/{target}/escaped-absolute"), 0o644, b"x")
+        .symlink("link-out", &format!("/{target}"))
+        .file("link-out/escaped-through-symlink", 0o644, b"x")
+        .symlink("up", "../../../../../../../../..")
+        .file(
+            &format!("up/{target}/escaped-through-dotdot-link"),
+            0o644,
+            b"x",
+        );
+        let layers = vec![Layer {
+            tar: tar.finish(),
+            media_type: TAR_LAYER,
+        }];
+        let (_, _, info) = pusher
+            .image("escape", "latest", config(host_arch, &layers, ""), &layers)
+            .await;
+        summary.insert("escape", info);
+    }
+    if let (true, Some(mb)) = (wanted("big"), args.big_mb) {
+        let mut data = vec![0u8; mb << 20];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for chunk in data.chunks_mut(8) {
+            // xorshift: incompressible filler, no need for real randomness.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let layers = vec![Layer {
+            tar: Tar::default().file("big.bin", 0o644, &data).finish(),
+            media_type: GZIP_LAYER,
+        }];
+        let (_, _, info) = pusher
+            .image("big", "latest", config(host_arch, &layers, ""), &layers)
+            .await;
+        summary.insert("big", info);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).expect("summary JSON")
+    );
+}

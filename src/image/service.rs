@@ -1,0 +1,145 @@
+//! The domain side of ImageService: pull, status, list, remove, filesystem usage, in CRI terms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cri_proto::{
+    FilesystemIdentifier, FilesystemUsage, Image, ImageFilter, ImageFsInfoResponse, ImageSpec,
+    Int64Value, UInt64Value,
+};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::image::pull::Puller;
+use crate::image::store::{ImageRecord, ImageStore};
+use crate::sandbox::now_nanos;
+use crate::store::layout::Layout;
+
+/// Images of one daemon.
+pub struct Images {
+    store: Arc<ImageStore>,
+    puller: Puller,
+}
+
+fn image_name(spec: Option<&ImageSpec>) -> Result<&str> {
+    match spec.map(|s| s.image.as_str()) {
+        Some(name) if !name.is_empty() => Ok(name),
+        _ => Err(Error::InvalidArgument(
+            "image spec is required (ImageSpec.image is empty)".into(),
+        )),
+    }
+}
+
+/// The CRI view of an image record.
+pub fn to_cri(record: &ImageRecord) -> Image {
+    let user = record.user.split(':').next().unwrap_or_default();
+    let (uid, username) = match user.parse::<i64>() {
+        Ok(uid) => (Some(Int64Value { value: uid }), String::new()),
+        Err(_) => (None, user.to_string()),
+    };
+    Image {
+        id: record.id.clone(),
+        repo_tags: record.repo_tags.clone(),
+        repo_digests: record.repo_digests.clone(),
+        size: record.size,
+        uid,
+        username,
+        spec: Some(ImageSpec {
+            image: record.id.clone(),
+            ..Default::default()
+        }),
+        pinned: false,
+    }
+}
+
+impl Images {
+    /// Opens the image store of `config`.
+    pub fn open(config: Arc<Config>) -> Result<Images> {
+        let store = Arc::new(ImageStore::open(Layout::new(&config.root, &config.state))?);
+        let puller = Puller::new(config, store.clone());
+        Ok(Images { store, puller })
+    }
+
+    /// The store (containers lease layers from it).
+    pub fn store(&self) -> &Arc<ImageStore> {
+        &self.store
+    }
+
+    /// PullImage: returns the image id.
+    pub async fn pull(
+        &self,
+        spec: Option<&ImageSpec>,
+        auth: Option<&cri_proto::AuthConfig>,
+    ) -> Result<String> {
+        let name = image_name(spec)?;
+        Ok(self.puller.pull(name, auth).await?.id)
+    }
+
+    /// ImageStatus: a missing image is success with no image, as CRI requires.
+    pub fn status(
+        &self,
+        spec: Option<&ImageSpec>,
+        verbose: bool,
+    ) -> Result<(Option<Image>, HashMap<String, String>)> {
+        let Some(record) = self.store.find(image_name(spec)?)? else {
+            return Ok((None, HashMap::new()));
+        };
+        let info = if verbose {
+            let value = json!({
+                "kind": record.kind,
+                "platform": record.platform,
+                "manifestDigest": record.manifest_digest,
+                "manifestMediaType": record.manifest_media_type,
+                "artifactType": record.artifact_type,
+                "configMediaType": record.config_media_type,
+                "layers": record.layers,
+                "user": record.user,
+            });
+            HashMap::from([("info".to_string(), value.to_string())])
+        } else {
+            HashMap::new()
+        };
+        Ok((Some(to_cri(&record)), info))
+    }
+
+    /// ListImages, optionally only those matching the filter's image.
+    pub fn list(&self, filter: Option<&ImageFilter>) -> Result<Vec<Image>> {
+        let wanted = filter
+            .and_then(|f| f.image.as_ref())
+            .map(|s| s.image.as_str())
+            .filter(|s| !s.is_empty());
+        let records = match wanted {
+            Some(name) => self.store.find(name)?.into_iter().collect(),
+            None => self.store.list(),
+        };
+        Ok(records.iter().map(to_cri).collect())
+    }
+
+    /// RemoveImage by id, tag or digest; a missing image is success.
+    pub fn remove(&self, spec: Option<&ImageSpec>) -> Result<()> {
+        let Some(record) = self.store.find(image_name(spec)?)? else {
+            return Ok(());
+        };
+        let freed = self.store.remove(&record.id)?;
+        tracing::info!(id = %record.id, blobs = freed.blobs, layers = freed.layers, "image removed");
+        Ok(())
+    }
+
+    /// ImageFsInfo: bytes and inodes the store uses, on the root's filesystem.
+    pub fn fs_info(&self) -> ImageFsInfoResponse {
+        let (bytes, inodes) = self.store.usage();
+        let usage = FilesystemUsage {
+            timestamp: now_nanos(),
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: self.store.layout().root().display().to_string(),
+            }),
+            used_bytes: Some(UInt64Value { value: bytes }),
+            inodes_used: Some(UInt64Value { value: inodes }),
+        };
+        ImageFsInfoResponse {
+            image_filesystems: vec![usage],
+            container_filesystems: Vec::new(),
+        }
+    }
+}
