@@ -5,6 +5,7 @@ pub mod auth;
 pub mod platform;
 pub mod pull;
 pub mod reference;
+pub mod rootfs;
 pub mod service;
 pub mod store;
 pub mod unpack;

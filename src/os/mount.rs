@@ -1,6 +1,6 @@
 //! Bind mounts, used to pin a pod's namespaces to files so they outlive any one process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use nix::mount::{MntFlags, MsFlags};
@@ -13,6 +13,34 @@ pub trait Mounter: Send + Sync {
     fn bind(&self, source: &Path, target: &Path) -> Result<()>;
     /// Unmounts `target`; a target that is not mounted (or gone) is success.
     fn unmount(&self, target: &Path) -> Result<()>;
+    /// Mounts an overlay on `target`: `lowers` top first, writes going to `upper`.
+    fn overlay(&self, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()>;
+}
+
+/// The mount data for an overlay, refusing paths overlayfs cannot take in its option string.
+pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<String> {
+    let mut all = lowers.iter().map(PathBuf::as_path).chain([upper, work]);
+    if let Some(bad) = all.find(|p| p.to_string_lossy().contains([':', ','])) {
+        return Err(Error::InvalidArgument(format!(
+            "overlay path {} contains ':' or ',', which overlayfs options cannot carry",
+            bad.display()
+        )));
+    }
+    let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    // The kernel takes mount data of at most one page.
+    if options.len() >= 4096 {
+        return Err(Error::InvalidArgument(format!(
+            "{} layers are more than an overlay mount can name at once",
+            lowers.len()
+        )));
+    }
+    Ok(options)
 }
 
 /// The real mounter: mount(2) and umount2(2).
@@ -36,6 +64,18 @@ impl Mounter for HostMounter {
         })
     }
 
+    fn overlay(&self, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+        let options = overlay_options(lowers, upper, work)?;
+        nix::mount::mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| Error::io_path("mount overlay on", target, e.into()))
+    }
+
     fn unmount(&self, target: &Path) -> Result<()> {
         match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
@@ -48,7 +88,7 @@ impl Mounter for HostMounter {
 #[derive(Debug, Default)]
 pub struct FakeMounter {
     /// Currently "mounted" (source, target) pairs.
-    pub mounted: Mutex<Vec<(std::path::PathBuf, std::path::PathBuf)>>,
+    pub mounted: Mutex<Vec<(PathBuf, PathBuf)>>,
     /// When set, `bind` fails for targets whose path ends with this.
     pub fail_bind_suffix: Option<String>,
 }
@@ -73,15 +113,22 @@ impl Mounter for FakeMounter {
         self.lock().retain(|(_, t)| t != target);
         Ok(())
     }
+
+    fn overlay(&self, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+        let options = overlay_options(lowers, upper, work)?;
+        self.lock()
+            .push((PathBuf::from(options), target.to_path_buf()));
+        Ok(())
+    }
 }
 
 impl FakeMounter {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(std::path::PathBuf, std::path::PathBuf)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PathBuf, PathBuf)>> {
         self.mounted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The targets mounted now.
-    pub fn targets(&self) -> Vec<std::path::PathBuf> {
+    pub fn targets(&self) -> Vec<PathBuf> {
         self.lock().iter().map(|(_, t)| t.clone()).collect()
     }
 }
