@@ -7,6 +7,8 @@
 //!   `--count` times at `--concurrency`.
 //! - `idle-pods`: starts `--count` pods, writes `--ready-file` once all run, holds them for
 //!   `--hold-secs` (measure memory meanwhile), then stops and removes them.
+//! - `pull`: PullImage then RemoveImage of `--image`, `--count` times one after the other
+//!   (each pull starts from an empty store: download, verify, unpack).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use cri_proto::image_service_client::ImageServiceClient;
 use cri_proto::runtime_service_client::RuntimeServiceClient;
 use cri_proto::*;
 use serde::Serialize;
@@ -46,6 +49,12 @@ struct Args {
     /// Run the pods with the host network (no CNI involved on any runtime).
     #[arg(long)]
     host_network: bool,
+    /// pull: the image to pull.
+    #[arg(long)]
+    image: Option<String>,
+    /// pull: keep the image after the last pull (to measure its disk use).
+    #[arg(long)]
+    keep: bool,
     /// idle-pods: file to create once every pod runs.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -62,6 +71,7 @@ struct Args {
 enum Scenario {
     SandboxLifecycle,
     IdlePods,
+    Pull,
 }
 
 /// Latencies of one RPC, in seconds.
@@ -302,6 +312,34 @@ async fn main() -> ExitCode {
                 stop_and_remove(&mut client, &rec, id).await;
             }
             wall
+        }
+        Scenario::Pull => {
+            let Some(image) = args.image.clone() else {
+                eprintln!("crishim-bench: the pull scenario needs --image");
+                return ExitCode::FAILURE;
+            };
+            let mut images = ImageServiceClient::new(channel);
+            let spec = Some(ImageSpec {
+                image,
+                ..Default::default()
+            });
+            let start = Instant::now();
+            for i in 0..args.count {
+                let pull = PullImageRequest {
+                    image: spec.clone(),
+                    auth: None,
+                    sandbox_config: None,
+                };
+                rec.time("PullImage", images.pull_image(pull)).await;
+                if args.keep && i + 1 == args.count {
+                    break;
+                }
+                let remove = RemoveImageRequest {
+                    image: spec.clone(),
+                };
+                rec.time("RemoveImage", images.remove_image(remove)).await;
+            }
+            start.elapsed()
         }
     };
 
