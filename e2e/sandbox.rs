@@ -514,14 +514,19 @@ async fn bad_input_gets_clear_errors() {
         "{}",
         err.message()
     );
+    let err = client
+        .exec_sync(ExecSyncRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert!(err.message().contains("ExecSync"), "{}", err.message());
     let err = daemon
         .images()
         .await
         .pull_image(PullImageRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("PullImage"), "{}", err.message());
+    assert_eq!(err.code(), Code::InvalidArgument, "an empty image spec");
 
     // Nothing failed above left a record or a pod dir behind, and the daemon still answers.
     let list = client
