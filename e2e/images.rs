@@ -506,3 +506,78 @@ async fn concurrent_pulls_of_one_image_download_it_once() {
     let downloads = daemon.log().matches("blob downloaded").count();
     assert_eq!(downloads, 3, "config and two layers, once each");
 }
+
+#[tokio::test]
+async fn wasm_artifacts_are_recognised_and_precompiled_at_pull() {
+    let registry = TestRegistry::start(&["wasm-module", "wasm-component", "wasm-entrypoint"]);
+    let mut daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let mut compiled = Vec::new();
+    for (name, title) in [
+        ("wasm-module", "hello.wasm"),
+        ("wasm-component", "hello-component.wasm"),
+    ] {
+        let reference = registry.reference(name);
+        assert_eq!(
+            pull(&mut images, &reference).await.unwrap(),
+            registry.field(name, "id")
+        );
+        let info: serde_json::Value =
+            serde_json::from_str(&status(&mut images, &reference).await.info["info"]).unwrap();
+        assert_eq!(info["kind"], "wasm", "{name}: {info}");
+        assert_eq!(info["layers"][0]["title"], title);
+        assert!(
+            info["layers"][0]["chain_id"].is_null(),
+            "wasm layers are not unpacked"
+        );
+        let precompiled = info["precompiled"].as_array().unwrap();
+        assert_eq!(precompiled.len(), 1, "{name}: {info}");
+        let path = std::path::PathBuf::from(precompiled[0].as_str().unwrap());
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 1000,
+            "{name}: a real .cwasm"
+        );
+        compiled.push(path);
+    }
+    assert_eq!(
+        info_kind(&mut images, &registry.reference("wasm-component")).await,
+        "wasm"
+    );
+    assert_eq!(dir_entries(&daemon.layout().layers_dir()), 0);
+    pull(&mut images, &registry.reference("wasm-entrypoint"))
+        .await
+        .unwrap();
+    assert_eq!(
+        info_kind(&mut images, &registry.reference("wasm-entrypoint")).await,
+        "linux",
+        "a Linux image with a .wasm entrypoint"
+    );
+
+    // A daemon that finds an artifact without its precompiled form compiles it at start.
+    drop(images);
+    daemon.kill9();
+    std::fs::remove_file(&compiled[0]).unwrap();
+    daemon.spawn().await;
+    let mut images = daemon.images().await;
+    // Answered only once the daemon serves, which is after its start-up work.
+    assert_eq!(info_kind(&mut images, &registry.reference("wasm-module")).await, "wasm");
+    assert!(compiled[0].is_file(), "recompiled at start");
+    for name in ["wasm-module", "wasm-component"] {
+        images
+            .remove_image(RemoveImageRequest {
+                image: spec(&registry.reference(name)),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(
+        compiled.iter().all(|p| !p.exists()),
+        "RemoveImage deletes the precompiled files"
+    );
+}
+
+async fn info_kind(images: &mut ImageServiceClient<Channel>, reference: &str) -> String {
+    let info: serde_json::Value =
+        serde_json::from_str(&status(images, reference).await.info["info"]).unwrap();
+    info["kind"].as_str().unwrap().to_string()
+}

@@ -9,6 +9,7 @@ pub mod error;
 pub mod image;
 pub mod monitor;
 pub mod os;
+pub mod runtime;
 pub mod sandbox;
 pub mod server;
 pub mod store;

@@ -10,6 +10,12 @@
 //! - `foreign`: an index with only linux/arm64 and linux/s390x.
 //! - `escape`: a layer whose entries try to leave the layer directory.
 //! - `big`: one incompressible layer of `--big-mb` MiB (only when given).
+//! - `wasm-module`: a WASI p1 module (hack/testimages/wat/hello.wat) as a wasi/wasm platform
+//!   image with an `application/vnd.wasm.content.layer.v1+wasm` layer.
+//! - `wasm-component`: the same program as a WASI p2 component (wit-component and the p1
+//!   adapter), a wasm artifact: config `application/vnd.wasm.config.v0+json`, layer
+//!   `application/wasm`, artifactType set.
+//! - `wasm-entrypoint`: a regular Linux image (busybox) whose entrypoint is /app/hello.wasm.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -66,10 +72,36 @@ fn digest(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// A layer: its tar, compressed as asked.
+/// A layer: its content (a tar, or a wasm binary), compressed as its media type says.
 struct Layer {
     tar: Vec<u8>,
     media_type: &'static str,
+    title: Option<&'static str>,
+}
+
+const WASM_CONFIG_V0: &str = "application/vnd.wasm.config.v0+json";
+const WASM_CONTENT_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
+const WASM_LAYER: &str = "application/wasm";
+const HELLO_WAT: &str = include_str!("wat/hello.wat");
+
+/// The hello program as a core module.
+fn hello_module() -> Vec<u8> {
+    wat::parse_str(HELLO_WAT).expect("hello.wat parses")
+}
+
+/// The hello program as a WASI p2 command component.
+fn hello_component() -> Vec<u8> {
+    wit_component::ComponentEncoder::default()
+        .module(&hello_module())
+        .expect("module for the component")
+        .adapter(
+            "wasi_snapshot_preview1",
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .expect("p1 adapter")
+        .validate(true)
+        .encode()
+        .expect("component encodes")
 }
 
 impl Layer {
@@ -157,10 +189,12 @@ fn busybox_layers() -> Vec<Layer> {
         Layer {
             tar: base.finish(),
             media_type: GZIP_LAYER,
+            title: None,
         },
         Layer {
             tar: top.finish(),
             media_type: ZSTD_LAYER,
+            title: None,
         },
     ]
 }
@@ -203,6 +237,19 @@ impl Pusher {
         config_bytes: Vec<u8>,
         layers: &[Layer],
     ) -> (String, i64, serde_json::Value) {
+        self.artifact(name, tag, (config_bytes, OCI_CONFIG), layers, None)
+            .await
+    }
+
+    /// Pushes an image or artifact with a config of any media type.
+    async fn artifact(
+        &self,
+        name: &str,
+        tag: &str,
+        (config_bytes, config_type): (Vec<u8>, &str),
+        layers: &[Layer],
+        artifact_type: Option<&str>,
+    ) -> (String, i64, serde_json::Value) {
         let reference = self.reference(name, tag);
         self.client
             .store_auth_if_needed(reference.resolve_registry(), &self.auth)
@@ -219,6 +266,9 @@ impl Pusher {
                 media_type: layer.media_type.to_string(),
                 digest: layer_digest,
                 size: blob.len() as i64,
+                annotations: layer.title.map(|t| {
+                    BTreeMap::from([("org.opencontainers.image.title".to_string(), t.to_string())])
+                }),
                 ..Default::default()
             });
         }
@@ -230,8 +280,9 @@ impl Pusher {
         let manifest = OciImageManifest {
             schema_version: 2,
             media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
+            artifact_type: artifact_type.map(str::to_string),
             config: OciDescriptor {
-                media_type: OCI_CONFIG.to_string(),
+                media_type: config_type.to_string(),
                 digest: config_digest.clone(),
                 size: config_bytes.len() as i64,
                 ..Default::default()
@@ -304,6 +355,7 @@ fn tiny_layer(text: &str) -> Vec<Layer> {
             .file("platform.txt", 0o644, text.as_bytes())
             .finish(),
         media_type: TAR_LAYER,
+        title: None,
     }]
 }
 
@@ -416,6 +468,7 @@ async fn main() {
         let layers = vec![Layer {
             tar: tar.finish(),
             media_type: TAR_LAYER,
+            title: None,
         }];
         let (_, _, info) = pusher
             .image("escape", "latest", config(host_arch, &layers, ""), &layers)
@@ -435,11 +488,76 @@ async fn main() {
         let layers = vec![Layer {
             tar: Tar::default().file("big.bin", 0o644, &data).finish(),
             media_type: GZIP_LAYER,
+            title: None,
         }];
         let (_, _, info) = pusher
             .image("big", "latest", config(host_arch, &layers, ""), &layers)
             .await;
         summary.insert("big", info);
+    }
+    if wanted("wasm-module") {
+        let module = hello_module();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasi",
+            "config": { "Cmd": ["hello.wasm"] },
+            "rootfs": { "type": "layers", "diff_ids": [digest(&module)] },
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: module,
+            media_type: WASM_CONTENT_LAYER,
+            title: Some("hello.wasm"),
+        }];
+        let (_, _, info) = pusher.image("wasm-module", "latest", config, &layers).await;
+        summary.insert("wasm-module", info);
+    }
+    if wanted("wasm-component") {
+        let component = hello_component();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": [digest(&component)],
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: component,
+            media_type: WASM_LAYER,
+            title: Some("hello-component.wasm"),
+        }];
+        let (_, _, info) = pusher
+            .artifact(
+                "wasm-component",
+                "latest",
+                (config, WASM_CONFIG_V0),
+                &layers,
+                Some(WASM_CONFIG_V0),
+            )
+            .await;
+        summary.insert("wasm-component", info);
+    }
+    if wanted("wasm-entrypoint") {
+        let mut layers = busybox_layers();
+        let mut app = Tar::default();
+        app.dir("app/", 0o755, 0)
+            .file("app/hello.wasm", 0o755, &hello_module());
+        layers.push(Layer {
+            tar: app.finish(),
+            media_type: GZIP_LAYER,
+            title: None,
+        });
+        let diff_ids: Vec<String> = layers.iter().map(|l| digest(&l.tar)).collect();
+        let config = serde_json::to_vec(&json!({
+            "architecture": host_arch,
+            "os": "linux",
+            "config": { "Entrypoint": ["/app/hello.wasm"], "Env": ["PATH=/bin"] },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        }))
+        .expect("config JSON");
+        let (_, _, info) = pusher
+            .image("wasm-entrypoint", "latest", config, &layers)
+            .await;
+        summary.insert("wasm-entrypoint", info);
     }
     println!(
         "{}",

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod platform;
+pub mod precompile;
 pub mod pull;
 pub mod reference;
 pub mod rootfs;

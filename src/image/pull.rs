@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::image::platform::{self, ImageConfig};
+use crate::image::precompile::Precompiler;
 use crate::image::reference::{ImageRef, parse_digest};
 use crate::image::store::{
     ImageKind, ImageRecord, ImageStore, LayerRecord, chain_ids, sha256_digest,
@@ -41,6 +42,7 @@ const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 pub struct Puller {
     config: Arc<Config>,
     store: Arc<ImageStore>,
+    precompiler: Arc<Precompiler>,
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -54,10 +56,11 @@ struct Source<'a> {
 
 impl Puller {
     /// A puller into `store`.
-    pub fn new(config: Arc<Config>, store: Arc<ImageStore>) -> Self {
+    pub fn new(config: Arc<Config>, store: Arc<ImageStore>, precompiler: Arc<Precompiler>) -> Self {
         Puller {
             config,
             store,
+            precompiler,
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -222,8 +225,14 @@ impl Puller {
             layers,
             user: image_config.user(),
         };
-        let store = self.store.clone();
-        blocking(move || store.add_image(record)).await
+        let (store, precompiler) = (self.store.clone(), self.precompiler.clone());
+        blocking(move || {
+            // Compiled before the image is recorded: a wasm image in the store always starts
+            // without compiling, and one that does not compile is not kept.
+            precompiler.ensure(&store, &record)?;
+            store.add_image(record)
+        })
+        .await
     }
 
     /// The manifest for this host: the manifest itself, or the host's entry of an index.

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::image::precompile::Precompiler;
 use crate::image::pull::Puller;
 use crate::image::store::{ImageRecord, ImageStore};
 use crate::sandbox::now_nanos;
@@ -19,6 +20,7 @@ use crate::store::layout::Layout;
 /// Images of one daemon.
 pub struct Images {
     store: Arc<ImageStore>,
+    precompiler: Arc<Precompiler>,
     puller: Puller,
 }
 
@@ -57,8 +59,19 @@ impl Images {
     /// Opens the image store of `config`.
     pub fn open(config: Arc<Config>) -> Result<Images> {
         let store = Arc::new(ImageStore::open(Layout::new(&config.root, &config.state))?);
-        let puller = Puller::new(config, store.clone());
-        Ok(Images { store, puller })
+        let precompiler = Arc::new(Precompiler::new()?);
+        // Images pulled under another wasmtime (an upgrade) are compiled again now, not at start.
+        for image in store.list() {
+            if let Err(e) = precompiler.ensure(&store, &image) {
+                tracing::error!(id = %image.id, error = %e, "cannot precompile a stored wasm image");
+            }
+        }
+        let puller = Puller::new(config, store.clone(), precompiler.clone());
+        Ok(Images {
+            store,
+            precompiler,
+            puller,
+        })
     }
 
     /// The store (containers lease layers from it).
@@ -95,6 +108,7 @@ impl Images {
                 "configMediaType": record.config_media_type,
                 "layers": record.layers,
                 "user": record.user,
+                "precompiled": self.precompiler.existing(&self.store, &record),
             });
             HashMap::from([("info".to_string(), value.to_string())])
         } else {

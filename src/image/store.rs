@@ -324,6 +324,7 @@ impl ImageStore {
         for image in removed {
             for blob in image.blobs() {
                 if !blobs_in_use.contains(blob) {
+                    self.remove_precompiled(blob)?;
                     match std::fs::remove_file(self.layout.blob(blob)) {
                         Ok(()) => freed.blobs += 1,
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -344,10 +345,29 @@ impl ImageStore {
         Ok(freed)
     }
 
+    /// Deletes the precompiled forms (for any engine) of a wasm blob.
+    fn remove_precompiled(&self, digest: &str) -> Result<()> {
+        let prefix = format!("{}-", digest.trim_start_matches("sha256:"));
+        let dir = self.layout.wasm_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path()).with_path("remove", &entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes and inodes used by blobs and unpacked layers.
     pub fn usage(&self) -> (u64, u64) {
         let mut usage = (0, 0);
-        for dir in [self.layout.images_dir(), self.layout.layers_dir()] {
+        for dir in [
+            self.layout.images_dir(),
+            self.layout.layers_dir(),
+            self.layout.wasm_dir(),
+        ] {
             disk_usage(&dir, &mut usage);
         }
         usage

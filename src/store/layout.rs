@@ -126,3 +126,18 @@ impl Layout {
             .join(chain_id.trim_start_matches("sha256:"))
     }
 }
+
+impl Layout {
+    /// Precompiled wasm artifacts.
+    pub fn wasm_dir(&self) -> PathBuf {
+        self.root.join("wasm")
+    }
+
+    /// The precompiled form of the wasm blob `digest` for engines with compatibility `key`.
+    pub fn precompiled(&self, digest: &str, key: &str) -> PathBuf {
+        self.wasm_dir().join(format!(
+            "{}-{key}.cwasm",
+            digest.trim_start_matches("sha256:")
+        ))
+    }
+}

@@ -1,0 +1,4 @@
+//! WebAssembly: telling modules from components, and the shared wasmtime engine.
+
+pub mod binary;
+pub mod engine;
