@@ -560,7 +560,10 @@ async fn wasm_artifacts_are_recognised_and_precompiled_at_pull() {
     daemon.spawn().await;
     let mut images = daemon.images().await;
     // Answered only once the daemon serves, which is after its start-up work.
-    assert_eq!(info_kind(&mut images, &registry.reference("wasm-module")).await, "wasm");
+    assert_eq!(
+        info_kind(&mut images, &registry.reference("wasm-module")).await,
+        "wasm"
+    );
     assert!(compiled[0].is_file(), "recompiled at start");
     for name in ["wasm-module", "wasm-component"] {
         images
@@ -580,4 +583,48 @@ async fn info_kind(images: &mut ImageServiceClient<Channel>, reference: &str) ->
     let info: serde_json::Value =
         serde_json::from_str(&status(images, reference).await.info["info"]).unwrap();
     info["kind"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn docker_v2_images_and_registry_mirrors() {
+    let registry = TestRegistry::start(&["docker-v2", "busybox"]);
+    // The image names a registry that does not exist; its mirror (the test registry) serves it.
+    let daemon = TestDaemon::start_with_config(&format!(
+        "[registries.\"registry.invalid:5000\"]\nmirrors = [\"{}\"]\n",
+        registry.addr
+    ))
+    .await;
+    let mut images = daemon.images().await;
+    let id = pull(&mut images, &registry.reference("docker-v2"))
+        .await
+        .unwrap();
+    let answer = status(&mut images, &id).await;
+    let info: serde_json::Value = serde_json::from_str(&answer.info["info"]).unwrap();
+    assert_eq!(
+        info["manifestMediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        info["configMediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert!(
+        daemon
+            .layout()
+            .layer_dir(info["layers"][0]["chain_id"].as_str().unwrap())
+            .join("bin/busybox")
+            .is_file()
+    );
+
+    let mirrored = "registry.invalid:5000/test/busybox:latest";
+    assert_eq!(
+        pull(&mut images, mirrored).await.unwrap(),
+        registry.field("busybox", "id")
+    );
+    let image = status(&mut images, mirrored).await.image.unwrap();
+    assert_eq!(
+        image.repo_tags,
+        vec![mirrored.to_string()],
+        "recorded under the name asked for"
+    );
 }

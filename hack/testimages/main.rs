@@ -16,6 +16,7 @@
 //!   adapter), a wasm artifact: config `application/vnd.wasm.config.v0+json`, layer
 //!   `application/wasm`, artifactType set.
 //! - `wasm-entrypoint`: a regular Linux image (busybox) whose entrypoint is /app/hello.wasm.
+//! - `docker-v2`: busybox as a Docker v2 schema 2 image (Docker media types throughout).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -79,6 +80,9 @@ struct Layer {
     title: Option<&'static str>,
 }
 
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const DOCKER_GZIP_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const WASM_CONFIG_V0: &str = "application/vnd.wasm.config.v0+json";
 const WASM_CONTENT_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const WASM_LAYER: &str = "application/wasm";
@@ -107,7 +111,7 @@ fn hello_component() -> Vec<u8> {
 impl Layer {
     fn blob(&self) -> Vec<u8> {
         match self.media_type {
-            GZIP_LAYER => {
+            GZIP_LAYER | DOCKER_GZIP_LAYER => {
                 let mut gz =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 gz.write_all(&self.tar).expect("gzip in memory");
@@ -277,9 +281,15 @@ impl Pusher {
             .push_blob(&reference, config_bytes.clone(), &config_digest)
             .await
             .expect("push config");
+        // A Docker config makes a Docker v2 schema 2 manifest; anything else an OCI one.
+        let manifest_type = if config_type == DOCKER_CONFIG {
+            DOCKER_MANIFEST
+        } else {
+            OCI_IMAGE_MEDIA_TYPE
+        };
         let manifest = OciImageManifest {
             schema_version: 2,
-            media_type: Some(OCI_IMAGE_MEDIA_TYPE.to_string()),
+            media_type: Some(manifest_type.to_string()),
             artifact_type: artifact_type.map(str::to_string),
             config: OciDescriptor {
                 media_type: config_type.to_string(),
@@ -296,7 +306,7 @@ impl Pusher {
             .push_manifest_raw(
                 &reference,
                 bytes.clone(),
-                OCI_IMAGE_MEDIA_TYPE.parse().expect("header"),
+                manifest_type.parse().expect("header"),
             )
             .await
             .expect("push manifest");
@@ -494,6 +504,16 @@ async fn main() {
             .image("big", "latest", config(host_arch, &layers, ""), &layers)
             .await;
         summary.insert("big", info);
+    }
+    if wanted("docker-v2") {
+        let mut layers = busybox_layers();
+        layers.truncate(1);
+        layers[0].media_type = DOCKER_GZIP_LAYER;
+        let config = (config(host_arch, &layers, ""), DOCKER_CONFIG);
+        let (_, _, info) = pusher
+            .artifact("docker-v2", "latest", config, &layers, None)
+            .await;
+        summary.insert("docker-v2", info);
     }
     if wanted("wasm-module") {
         let module = hello_module();

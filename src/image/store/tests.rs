@@ -194,3 +194,22 @@ fn chain_ids_follow_the_image_spec() {
     assert_eq!(chains[0], a);
     assert_eq!(chains[1], sha256_of(format!("{a} {b}").as_bytes()));
 }
+
+#[test]
+fn leftovers_of_a_crash_are_removed_at_open() {
+    let (_dir, store) = store();
+    let layout = store.layout().clone();
+    std::fs::write(layout.image_tmp_dir().join(".tmpblob"), b"partial").unwrap();
+    let half = layout.layers_dir().join(".unpack-abc");
+    std::fs::create_dir_all(half.join("etc")).unwrap();
+    let done = layout.layer_dir(&sha256_of(b"kept"));
+    std::fs::create_dir_all(&done).unwrap();
+    drop(store);
+    ImageStore::open(layout.clone()).unwrap();
+    assert_eq!(
+        std::fs::read_dir(layout.image_tmp_dir()).unwrap().count(),
+        0
+    );
+    assert!(!half.exists(), "a half-unpacked layer is gone");
+    assert!(done.exists(), "published layers stay");
+}
