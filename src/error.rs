@@ -87,12 +87,6 @@ impl<T> IoContext<T> for std::io::Result<T> {
     }
 }
 
-impl From<nix::Error> for Error {
-    fn from(e: nix::Error) -> Self {
-        Error::io("system call", std::io::Error::from(e))
-    }
-}
-
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
         let message = e.to_string();

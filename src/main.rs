@@ -101,7 +101,8 @@ fn serve(args: ServeArgs) -> crishim::error::Result<()> {
         },
     )?;
     // Monitors that fork into a new pid namespace are re-parented to us, so we can reap them.
-    nix::sys::prctl::set_child_subreaper(true)?;
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| crishim::error::Error::io("become a child subreaper", e.into()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -394,11 +394,7 @@ async fn main() {
             args.images.iter().any(|i| i == name)
         }
     };
-    let host_arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "amd64"
-    };
+    let (_, host_arch) = crishim::image::platform::host_platform();
     let mut summary = BTreeMap::new();
 
     if wanted("busybox") || wanted("busybox-nonroot") || wanted("multiplatform") {
