@@ -179,7 +179,11 @@ impl Puller {
         let image_config = ImageConfig::parse(&name, &config_bytes)?;
         let kind = wasm::classify(&manifest, &image_config.os, &image_config.architecture);
         let (os, arch) = platform::host_platform();
-        if kind == ImageKind::Linux && (image_config.os != os || image_config.architecture != arch)
+        // A config that names no platform is taken as this host's, as Docker does.
+        let declared = !image_config.os.is_empty() && !image_config.architecture.is_empty();
+        if kind == ImageKind::Linux
+            && declared
+            && (image_config.os != os || image_config.architecture != arch)
         {
             return Err(Error::NotFound(format!(
                 "image {name} is for {}/{} only; this host runs {os}/{arch}",
