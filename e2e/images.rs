@@ -628,3 +628,126 @@ async fn docker_v2_images_and_registry_mirrors() {
         "recorded under the name asked for"
     );
 }
+
+/// A front for a registry that wants OAuth2 bearer tokens, like Docker Hub's: POST /token
+/// trades the refresh token `good-refresh` for the access token `granted`; every other request
+/// needs `Authorization: Bearer granted` and is forwarded, one per connection, to `upstream`.
+async fn token_gate(upstream: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let realm = format!("http://{addr}/token");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (upstream, realm) = (upstream.clone(), realm.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match client.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let header = |name: &str| {
+                    head.lines().find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.trim().to_string())
+                    })
+                };
+                let respond = |status: &str, extra: String, body: &str| {
+                    format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let answer = if head.starts_with("POST /token") {
+                    let length: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body =
+                        String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+                    if body.contains("grant_type=refresh_token")
+                        && body.contains("refresh_token=good-refresh")
+                    {
+                        respond(
+                            "200 OK",
+                            "Content-Type: application/json\r\n".into(),
+                            r#"{"access_token":"granted"}"#,
+                        )
+                    } else {
+                        respond("401 Unauthorized", String::new(), "")
+                    }
+                } else if header("authorization").as_deref() == Some("Bearer granted") {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let forwarded: String = head
+                        .split("\r\n")
+                        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                        .filter(|l| !l.is_empty())
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    let _ = server
+                        .write_all(format!("{forwarded}Connection: close\r\n\r\n").as_bytes())
+                        .await;
+                    let _ = server.write_all(&buf[head_end..]).await;
+                    let _ = tokio::io::copy(&mut server, &mut client).await;
+                    return;
+                } else {
+                    let challenge = format!(
+                        "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"crishim-test\"\r\n"
+                    );
+                    respond("401 Unauthorized", challenge, "")
+                };
+                let _ = client.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn identity_tokens_are_traded_for_access_tokens() {
+    let registry = TestRegistry::start(&["busybox"]);
+    let gate = token_gate(registry.addr.clone()).await;
+    let daemon = TestDaemon::start().await;
+    let mut images = daemon.images().await;
+    let reference = format!("{gate}/test/busybox:latest");
+    let err = pull(&mut images, &reference).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "no credentials: {err:?}");
+    let bad = AuthConfig {
+        identity_token: "stale".into(),
+        ..Default::default()
+    };
+    let err = pull_with(&mut images, &reference, Some(bad))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message().contains("refused the identity token"),
+        "{}",
+        err.message()
+    );
+    let good = AuthConfig {
+        identity_token: "good-refresh".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_with(&mut images, &reference, Some(good))
+            .await
+            .unwrap(),
+        registry.field("busybox", "id")
+    );
+}

@@ -31,12 +31,21 @@ struct DockerAuth {
     registry_token: String,
 }
 
+/// Credentials for a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Usable as they are.
+    Ready(RegistryAuth),
+    /// An identity (refresh) token, traded for an access token per registry host.
+    IdentityToken(String),
+}
+
 /// The credentials to use for `registry`.
 pub fn resolve(
     request: Option<&AuthConfig>,
     docker_config: Option<&Path>,
     registry: &str,
-) -> Result<RegistryAuth> {
+) -> Result<Credentials> {
     if let Some(auth) = request.and_then(|a| {
         from_fields(
             &a.username,
@@ -49,8 +58,9 @@ pub fn resolve(
     }) {
         return auth;
     }
+    let anonymous = Credentials::Ready(RegistryAuth::Anonymous);
     let Some(path) = docker_config else {
-        return Ok(RegistryAuth::Anonymous);
+        return Ok(anonymous);
     };
     let text = std::fs::read_to_string(path).with_path("read docker config", path)?;
     let config: DockerConfig = serde_json::from_str(&text)
@@ -67,8 +77,8 @@ pub fn resolve(
             &a.identity_token,
             &a.registry_token,
         )?
-        .unwrap_or(RegistryAuth::Anonymous)),
-        None => Ok(RegistryAuth::Anonymous),
+        .unwrap_or(anonymous)),
+        None => Ok(anonymous),
     }
 }
 
@@ -93,22 +103,20 @@ fn from_fields(
     auth: &str,
     identity_token: &str,
     registry_token: &str,
-) -> Result<Option<RegistryAuth>> {
+) -> Result<Option<Credentials>> {
     if !registry_token.is_empty() {
-        return Ok(Some(RegistryAuth::Bearer(registry_token.to_string())));
+        return Ok(Some(Credentials::Ready(RegistryAuth::Bearer(
+            registry_token.to_string(),
+        ))));
     }
     if !identity_token.is_empty() {
-        return Err(Error::Unimplemented(
-            "registry identity tokens (OAuth2 refresh tokens) are not supported by crishim yet; \
-             use a username and password or a registry token"
-                .into(),
-        ));
+        return Ok(Some(Credentials::IdentityToken(identity_token.to_string())));
     }
     if !username.is_empty() {
-        return Ok(Some(RegistryAuth::Basic(
+        return Ok(Some(Credentials::Ready(RegistryAuth::Basic(
             username.to_string(),
             password.to_string(),
-        )));
+        ))));
     }
     if !auth.is_empty() {
         let decoded = base64::engine::general_purpose::STANDARD
@@ -119,10 +127,10 @@ fn from_fields(
         let (user, pass) = decoded
             .split_once(':')
             .ok_or_else(|| Error::InvalidArgument("auth is not base64 of user:password".into()))?;
-        return Ok(Some(RegistryAuth::Basic(
+        return Ok(Some(Credentials::Ready(RegistryAuth::Basic(
             user.to_string(),
             pass.to_string(),
-        )));
+        ))));
     }
     Ok(None)
 }
@@ -140,7 +148,7 @@ mod tests {
         };
         assert_eq!(
             resolve(Some(&request), None, "r").unwrap(),
-            RegistryAuth::Basic("u".into(), "p".into())
+            Credentials::Ready(RegistryAuth::Basic("u".into(), "p".into()))
         );
         let encoded = AuthConfig {
             auth: base64::engine::general_purpose::STANDARD.encode("a:b:c"),
@@ -148,7 +156,7 @@ mod tests {
         };
         assert_eq!(
             resolve(Some(&encoded), None, "r").unwrap(),
-            RegistryAuth::Basic("a".into(), "b:c".into())
+            Credentials::Ready(RegistryAuth::Basic("a".into(), "b:c".into()))
         );
         let token = AuthConfig {
             registry_token: "t".into(),
@@ -156,7 +164,7 @@ mod tests {
         };
         assert_eq!(
             resolve(Some(&token), None, "r").unwrap(),
-            RegistryAuth::Bearer("t".into())
+            Credentials::Ready(RegistryAuth::Bearer("t".into()))
         );
         let identity = AuthConfig {
             identity_token: "i".into(),
@@ -164,11 +172,11 @@ mod tests {
         };
         assert!(matches!(
             resolve(Some(&identity), None, "r"),
-            Err(Error::Unimplemented(_))
+            Ok(Credentials::IdentityToken(_))
         ));
         assert_eq!(
             resolve(Some(&AuthConfig::default()), None, "r").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Ready(RegistryAuth::Anonymous)
         );
     }
 
@@ -184,15 +192,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             resolve(None, Some(&path), "docker.io").unwrap(),
-            RegistryAuth::Basic("hub".into(), "secret".into())
+            Credentials::Ready(RegistryAuth::Basic("hub".into(), "secret".into()))
         );
         assert_eq!(
             resolve(None, Some(&path), "127.0.0.1:5000").unwrap(),
-            RegistryAuth::Basic("l".into(), "p".into())
+            Credentials::Ready(RegistryAuth::Basic("l".into(), "p".into()))
         );
         assert_eq!(
             resolve(None, Some(&path), "quay.io").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Ready(RegistryAuth::Anonymous)
         );
     }
 }

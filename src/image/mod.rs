@@ -9,5 +9,6 @@ pub mod reference;
 pub mod rootfs;
 pub mod service;
 pub mod store;
+pub mod token;
 pub mod unpack;
 pub mod wasm;

@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
+use crate::image::auth::Credentials;
 use crate::image::platform::{self, ImageConfig};
 use crate::image::precompile::Precompiler;
 use crate::image::reference::{ImageRef, parse_digest};
@@ -28,7 +29,7 @@ use crate::image::store::{
     ImageKind, ImageRecord, ImageStore, LayerRecord, chain_ids, sha256_digest,
 };
 use crate::image::unpack::unpack_layer;
-use crate::image::{auth, wasm};
+use crate::image::{auth, token, wasm};
 
 const ACCEPTED_MANIFESTS: [&str; 4] = [
     OCI_IMAGE_MEDIA_TYPE,
@@ -68,7 +69,7 @@ impl Puller {
     /// Pulls `image` (any form kubelet sends) and returns its record.
     pub async fn pull(&self, image: &str, auth_config: Option<&AuthConfig>) -> Result<ImageRecord> {
         let reference = ImageRef::parse(image)?;
-        let registry_auth = auth::resolve(
+        let credentials = auth::resolve(
             auth_config,
             self.config.docker_config.as_deref(),
             &reference.registry,
@@ -84,7 +85,7 @@ impl Puller {
         let result = {
             // A second pull of the same image waits here, then finds every blob already stored.
             let _pulling = lock.lock().await;
-            self.pull_from_hosts(&reference, &registry_auth).await
+            self.pull_from_hosts(&reference, &credentials).await
         };
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::strong_count(&lock) <= 2 {
@@ -96,12 +97,12 @@ impl Puller {
     async fn pull_from_hosts(
         &self,
         reference: &ImageRef,
-        registry_auth: &RegistryAuth,
+        credentials: &Credentials,
     ) -> Result<ImageRecord> {
         let started = Instant::now();
         let mut last_error = None;
         for host in self.config.registry_hosts(&reference.registry) {
-            match self.pull_from(&host, reference, registry_auth).await {
+            match self.pull_from(&host, reference, credentials).await {
                 Ok(record) => {
                     tracing::info!(image = %reference, host = %host, id = %record.id, size = record.size,
                         millis = started.elapsed().as_millis() as u64, "image pulled");
@@ -161,9 +162,21 @@ impl Puller {
         &self,
         host: &str,
         image: &ImageRef,
-        registry_auth: &RegistryAuth,
+        credentials: &Credentials,
     ) -> Result<ImageRecord> {
-        let source = self.source(host, image, registry_auth)?;
+        let registry_auth = match credentials {
+            Credentials::Ready(auth) => auth.clone(),
+            Credentials::IdentityToken(refresh) => RegistryAuth::Bearer(
+                token::exchange(
+                    self.config.plain_http(host),
+                    host,
+                    &image.repository,
+                    refresh,
+                )
+                .await?,
+            ),
+        };
+        let source = self.source(host, image, &registry_auth)?;
         let name = image.to_string();
         let (manifest_bytes, manifest_digest) = self.platform_manifest(&source, &name).await?;
         let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
