@@ -751,3 +751,103 @@ async fn identity_tokens_are_traded_for_access_tokens() {
         registry.field("busybox", "id")
     );
 }
+
+/// Makes a CA and a server certificate for 127.0.0.1 with openssl; returns (cert, key, ca).
+fn make_certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=crishim test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("ca.pem"),
+    )
+}
+
+#[tokio::test]
+async fn tls_registries_are_trusted_through_the_system_ca_store() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = make_certificates(certs.path());
+    let registry = TestRegistry::start_tls(&["busybox"], &cert, &key, &ca);
+    let force_tls = format!("[registries.\"{}\"]\ninsecure = false\n", registry.addr);
+    let reference = registry.reference("busybox");
+
+    // The system store (SSL_CERT_FILE points the system verifier at a bundle) decides trust.
+    let ca_path = ca.display().to_string();
+    let trusting =
+        TestDaemon::start_with_env(&force_tls, &[("SSL_CERT_FILE", ca_path.as_str())]).await;
+    let mut images = trusting.images().await;
+    assert_eq!(
+        pull(&mut images, &reference).await.unwrap(),
+        registry.field("busybox", "id")
+    );
+
+    let other_bundle = certs.path().join("other.pem");
+    std::fs::copy(certs.path().join("server.pem"), &other_bundle).unwrap();
+    let other = other_bundle.display().to_string();
+    let distrusting =
+        TestDaemon::start_with_env(&force_tls, &[("SSL_CERT_FILE", other.as_str())]).await;
+    let mut images = distrusting.images().await;
+    let err = pull(&mut images, &reference).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains(&registry.addr), "{}", err.message());
+    assert!(
+        err.message().contains("certificate"),
+        "a trust failure: {}",
+        err.message()
+    );
+}

@@ -4,6 +4,7 @@
 #   hack/registry.sh start DIR [PORT [USER PASSWORD]]  prints HOST:PORT once it answers
 #   hack/registry.sh stop DIR                          stops it by the PID in DIR/registry.pid
 # PORT 0 (the default) picks a free port. With USER and PASSWORD it requires basic auth.
+# With TLS_CERT and TLS_KEY in the environment (PEM files) it serves HTTPS.
 set -euo pipefail
 cmd=${1:?usage: registry.sh start|stop DIR [PORT [USER PASSWORD]]}
 dir=${2:?registry dir}
@@ -25,6 +26,14 @@ start)
     realm: crishim-test
     path: $dir/htpasswd"
   fi
+  tls=""
+  scheme=http
+  if [ -n "${TLS_CERT:-}" ]; then
+    tls="  tls:
+    certificate: $TLS_CERT
+    key: ${TLS_KEY:?TLS_KEY must name the key of TLS_CERT}"
+    scheme=https
+  fi
   cat > "$dir/config.yml" <<YML
 version: 0.1
 log:
@@ -40,13 +49,14 @@ http:
   addr: 127.0.0.1:$port
   secret: crishim-test-secret
   draintimeout: 1s
+$tls
 $auth
 YML
   docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 &
   echo $! > "$dir/registry.pid"
   for _ in $(seq 200); do
     addr=$(grep -o 'listening on 127\.0\.0\.1:[0-9]*' "$dir/registry.log" | head -1 | sed 's/listening on //' || true)
-    if [ -n "$addr" ] && curl -s -o /dev/null "http://$addr/v2/"; then
+    if [ -n "$addr" ] && curl -sk -o /dev/null "$scheme://$addr/v2/"; then
       echo "$addr"
       exit 0
     fi

@@ -11,6 +11,7 @@ packages=(
   apache2-utils       # htpasswd, for the registry-with-auth tests
   busybox-static      # the test images' userland
   curl                # hack/registry.sh waits for the registry with it
+  openssl             # the TLS registry test makes its CA and certificate with it
 )
 
 missing=()

@@ -64,8 +64,9 @@ pub struct Config {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Plain HTTP. Registries on localhost and 127.0.0.0/8 use plain HTTP without this.
-    pub insecure: bool,
+    /// Plain HTTP (true) or TLS (false). Unset: plain HTTP on localhost and 127.0.0.0/8 (as
+    /// Docker and containerd allow), TLS elsewhere.
+    pub insecure: Option<bool>,
     /// Hosts (`host[:port]`) tried in order before the registry itself.
     pub mirrors: Vec<String>,
 }
@@ -148,7 +149,10 @@ impl Config {
     pub fn plain_http(&self, host: &str) -> bool {
         let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
         let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
-        loopback || self.registries.get(host).is_some_and(|r| r.insecure)
+        self.registries
+            .get(host)
+            .and_then(|r| r.insecure)
+            .unwrap_or(loopback)
     }
 
     /// Where to fetch `registry`'s content from, in order: its mirrors, then itself.
@@ -232,6 +236,11 @@ mod tests {
         assert!(config.plain_http("mirror.local:5000"));
         assert!(config.plain_http("127.0.0.1:5000") && config.plain_http("localhost"));
         assert!(!config.plain_http("docker.io") && !config.plain_http("mirror.local"));
+        let tls = Config::parse("[registries.\"127.0.0.1:5443\"]\ninsecure = false\n").unwrap();
+        assert!(
+            !tls.plain_http("127.0.0.1:5443"),
+            "TLS can be forced on loopback"
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub struct TestDaemon {
     child: Option<Child>,
     /// Holds root, state, config and the daemon's log.
     pub dir: PathBuf,
+    env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -48,6 +49,11 @@ impl TestDaemon {
 
     /// Starts a daemon whose config.toml has `extra` appended.
     pub async fn start_with_config(extra: &str) -> TestDaemon {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// Starts a daemon with `extra` config and extra environment variables.
+    pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> TestDaemon {
         require_root();
         let tmp = tempfile::Builder::new()
             .prefix("crishim-e2e-")
@@ -56,6 +62,10 @@ impl TestDaemon {
         let mut daemon = TestDaemon {
             child: None,
             dir: tmp.path().to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _tmp: Some(tmp),
         };
         std::fs::write(
@@ -100,7 +110,8 @@ impl TestDaemon {
             .arg(self.state())
             .arg("--config")
             .arg(self.dir.join("config.toml"))
-            .env("RUST_LOG", "debug");
+            .env("RUST_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 

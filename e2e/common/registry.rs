@@ -28,11 +28,33 @@ impl TestRegistry {
         Self::launch(Some((user, password)), images, &[])
     }
 
-    /// A registry holding `images`, built with extra arguments and environment.
+    /// A registry serving HTTPS with `cert`/`key`, holding `images` (pushed trusting `ca`).
+    pub fn start_tls(images: &[&str], cert: &Path, key: &Path, ca: &Path) -> TestRegistry {
+        let ca = ca.display().to_string();
+        Self::launch_with(
+            None,
+            images,
+            &[],
+            &[("TLS_CERT", cert.as_os_str()), ("TLS_KEY", key.as_os_str())],
+            &["--ca", &ca],
+        )
+    }
+
+    /// A registry holding `images`, built with extra environment for the image builder.
     pub fn launch(
         auth: Option<(&str, &str)>,
         images: &[&str],
         env: &[(&str, &str)],
+    ) -> TestRegistry {
+        Self::launch_with(auth, images, env, &[], &[])
+    }
+
+    fn launch_with(
+        auth: Option<(&str, &str)>,
+        images: &[&str],
+        env: &[(&str, &str)],
+        registry_env: &[(&str, &std::ffi::OsStr)],
+        push_args: &[&str],
     ) -> TestRegistry {
         super::require_root();
         let dir = tempfile::Builder::new()
@@ -40,7 +62,11 @@ impl TestRegistry {
             .tempdir()
             .expect("tempdir");
         let mut start = Command::new(repo_root().join("hack/registry.sh"));
-        start.arg("start").arg(dir.path()).arg("0");
+        start
+            .arg("start")
+            .arg(dir.path())
+            .arg("0")
+            .envs(registry_env.iter().copied());
         if let Some((user, password)) = auth {
             start.args([user, password]);
         }
@@ -56,7 +82,7 @@ impl TestRegistry {
             addr,
             summary: serde_json::Value::Null,
         };
-        registry.summary = registry.push(auth, images, env);
+        registry.summary = registry.push(auth, images, env, push_args);
         registry
     }
 
@@ -65,9 +91,10 @@ impl TestRegistry {
         auth: Option<(&str, &str)>,
         images: &[&str],
         env: &[(&str, &str)],
+        args: &[&str],
     ) -> serde_json::Value {
         let mut push = Command::new(env!("CARGO_BIN_EXE_crishim-testimages"));
-        push.arg("--registry").arg(&self.addr);
+        push.arg("--registry").arg(&self.addr).args(args);
         for image in images {
             push.arg("--image").arg(image);
         }

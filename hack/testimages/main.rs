@@ -53,6 +53,9 @@ struct Args {
     /// Basic-auth password.
     #[arg(long, default_value = "")]
     password: String,
+    /// Talk TLS to the registry, trusting this CA certificate (PEM).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
 }
 
 const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -372,8 +375,23 @@ fn tiny_layer(text: &str) -> Vec<Layer> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
+    let (protocol, extra_root_certificates) = match &args.ca {
+        Some(ca) => {
+            let data = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+            let certificate = oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data,
+            };
+            (ClientProtocol::Https, vec![certificate])
+        }
+        None => (
+            ClientProtocol::HttpsExcept(vec![args.registry.clone()]),
+            Vec::new(),
+        ),
+    };
     let client = Client::try_from(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(vec![args.registry.clone()]),
+        protocol,
+        extra_root_certificates,
         platform_resolver: None,
         ..Default::default()
     })

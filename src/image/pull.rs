@@ -446,6 +446,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Internal(format!("image task failed: {e}")))?
 }
 
+/// An error and its causes, "outer: inner: innermost" (a TLS failure sits several levels down).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(inner) = cause {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 /// Maps a registry client error to the gRPC-facing error, naming the registry.
 fn registry_error(host: &str, what: &str, e: OciDistributionError) -> Error {
     let not_found = |code: &OciErrorCode| {
@@ -463,7 +478,10 @@ fn registry_error(host: &str, what: &str, e: OciDistributionError) -> Error {
         OciDistributionError::RequestError(ref inner)
             if inner.is_connect() || inner.is_timeout() =>
         {
-            Error::Unavailable(format!("registry {host} is unreachable: {e}"))
+            Error::Unavailable(format!(
+                "registry {host} is unreachable: {}",
+                with_causes(&e)
+            ))
         }
         OciDistributionError::RegistryError { ref envelope, .. }
             if envelope.errors.iter().any(|c| not_found(&c.code)) =>
@@ -491,7 +509,7 @@ fn registry_error(host: &str, what: &str, e: OciDistributionError) -> Error {
             "{what} from registry {host} failed verification: {e}"
         )),
         OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-            Error::Unavailable(format!("registry {host}: {what}: {e}"))
+            Error::Unavailable(format!("registry {host}: {what}: {}", with_causes(&e)))
         }
         other => Error::Internal(format!("registry {host}: {what}: {other}")),
     }
