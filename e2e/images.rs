@@ -189,6 +189,22 @@ async fn non_root_user_multi_platform_index_and_foreign_platforms() {
         registry.field("busybox", "id"),
         "the index resolves to this host's platform"
     );
+    // The repo digest is the index's: what the tag resolved to, so kubelet finds it again.
+    let by_index = format!(
+        "{}/test/multiplatform@{}",
+        registry.addr,
+        registry.field("multiplatform", "manifest")
+    );
+    let image = status(&mut images, &by_index)
+        .await
+        .image
+        .expect("found by the index digest");
+    assert!(
+        image.repo_digests.contains(&by_index),
+        "{:?}",
+        image.repo_digests
+    );
+    assert_eq!(pull(&mut images, &by_index).await.unwrap(), id);
 
     let err = pull(&mut images, &registry.reference("foreign"))
         .await

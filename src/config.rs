@@ -148,7 +148,12 @@ impl Config {
     /// (as Docker and containerd allow).
     pub fn plain_http(&self, host: &str) -> bool {
         let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-        let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
+        let loopback = name == "localhost"
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
         self.registries
             .get(host)
             .and_then(|r| r.insecure)

@@ -13,7 +13,7 @@ use crate::image::service::Images;
 use crate::monitor::launcher::ProcessMonitors;
 use crate::os::cgroup::HostCgroups;
 use crate::os::mount::HostMounter;
-use crate::os::process::Pidfd;
+use crate::os::process::{Pidfd, start_time};
 use crate::sandbox::{SandboxHost, SandboxManager};
 use crate::store::sandbox::MonitorProcess;
 
@@ -71,7 +71,11 @@ impl Daemon {
     pub fn watch_monitor(&self, pod_id: String, process: MonitorProcess) {
         let sandboxes = self.sandboxes.clone();
         tokio::spawn(async move {
-            if let Ok(pidfd) = Pidfd::open(process.pid) {
+            // Checked after opening: a pidfd of a later process that reused the pid is not ours.
+            let pidfd = Pidfd::open(process.pid)
+                .ok()
+                .filter(|_| start_time(process.pid) == Some(process.start_time));
+            if let Some(pidfd) = pidfd {
                 // SAFETY: Pidfd owns its fd and returns the same one for as long as it lives.
                 match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
                     Ok(fd) => {

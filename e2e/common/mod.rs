@@ -354,3 +354,17 @@ pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool)
     }
     check().await
 }
+
+/// Mount points of every cgroup hierarchy (v1 controllers and the v2 tree).
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    mountinfo
+        .lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|r| r.starts_with("cgroup"))
+        })
+        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+        .collect()
+}

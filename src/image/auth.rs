@@ -40,12 +40,16 @@ pub enum Credentials {
     IdentityToken(String),
 }
 
-/// The credentials to use for `registry`.
+/// The credentials to use for `registry`: the request's (when they are for it), else the
+/// Docker config's entry for it, else anonymous.
 pub fn resolve(
     request: Option<&AuthConfig>,
     docker_config: Option<&Path>,
     registry: &str,
 ) -> Result<Credentials> {
+    // Request credentials are for the image's registry (and its server_address, when set).
+    let request = request
+        .filter(|a| a.server_address.is_empty() || server_host(&a.server_address) == registry);
     if let Some(auth) = request.and_then(|a| {
         from_fields(
             &a.username,
@@ -176,6 +180,24 @@ mod tests {
         ));
         assert_eq!(
             resolve(Some(&AuthConfig::default()), None, "r").unwrap(),
+            Credentials::Ready(RegistryAuth::Anonymous)
+        );
+    }
+
+    #[test]
+    fn request_credentials_for_another_server_are_not_used() {
+        let request = AuthConfig {
+            username: "u".into(),
+            password: "p".into(),
+            server_address: "https://index.docker.io/v1/".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(Some(&request), None, "docker.io").unwrap(),
+            Credentials::Ready(RegistryAuth::Basic("u".into(), "p".into()))
+        );
+        assert_eq!(
+            resolve(Some(&request), None, "mirror.local:5000").unwrap(),
             Credentials::Ready(RegistryAuth::Anonymous)
         );
     }

@@ -87,6 +87,7 @@ impl Precompiler {
                 let mut tmp = tempfile::NamedTempFile::new_in(&dir)
                     .with_path("create a temporary file in", &dir)?;
                 std::io::Write::write_all(&mut tmp, &compiled).with_path("write", tmp.path())?;
+                tmp.as_file().sync_all().with_path("fsync", tmp.path())?;
                 tmp.persist(&path)
                     .map_err(|e| Error::io_path("store", &path, e.error))?;
                 tracing::info!(layer = %layer.digest, kind = ?kind, wasm_bytes = bytes.len(), cwasm_bytes = compiled.len(),

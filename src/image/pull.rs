@@ -69,11 +69,6 @@ impl Puller {
     /// Pulls `image` (any form kubelet sends) and returns its record.
     pub async fn pull(&self, image: &str, auth_config: Option<&AuthConfig>) -> Result<ImageRecord> {
         let reference = ImageRef::parse(image)?;
-        let credentials = auth::resolve(
-            auth_config,
-            self.config.docker_config.as_deref(),
-            &reference.registry,
-        )?;
         let key = reference.to_string();
         let lock = self
             .in_flight
@@ -85,7 +80,7 @@ impl Puller {
         let result = {
             // A second pull of the same image waits here, then finds every blob already stored.
             let _pulling = lock.lock().await;
-            self.pull_from_hosts(&reference, &credentials).await
+            self.pull_from_hosts(&reference, auth_config).await
         };
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::strong_count(&lock) <= 2 {
@@ -97,12 +92,17 @@ impl Puller {
     async fn pull_from_hosts(
         &self,
         reference: &ImageRef,
-        credentials: &Credentials,
+        auth_config: Option<&AuthConfig>,
     ) -> Result<ImageRecord> {
         let started = Instant::now();
+        let _content = self.store.hold_for_pull().await;
         let mut last_error = None;
         for host in self.config.registry_hosts(&reference.registry) {
-            match self.pull_from(&host, reference, credentials).await {
+            // The request's credentials are for the registry itself, never sent to a mirror;
+            // a mirror gets only what the Docker config holds for it.
+            let request = auth_config.filter(|_| host == reference.registry);
+            let credentials = auth::resolve(request, self.config.docker_config.as_deref(), &host)?;
+            match self.pull_from(&host, reference, &credentials).await {
                 Ok(record) => {
                     tracing::info!(image = %reference, host = %host, id = %record.id, size = record.size,
                         millis = started.elapsed().as_millis() as u64, "image pulled");
@@ -178,7 +178,8 @@ impl Puller {
         };
         let source = self.source(host, image, &registry_auth)?;
         let name = image.to_string();
-        let (manifest_bytes, manifest_digest) = self.platform_manifest(&source, &name).await?;
+        let (manifest_bytes, manifest_digest, resolved_digest) =
+            self.platform_manifest(&source, &name).await?;
         let manifest: OciImageManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
             Error::InvalidArgument(format!(
                 "image {name}: manifest {manifest_digest} is invalid: {e}"
@@ -228,7 +229,7 @@ impl Puller {
         let record = ImageRecord {
             id: manifest.config.digest.clone(),
             repo_tags: image.repo_tag().into_iter().collect(),
-            repo_digests: vec![image.repo_digest(&manifest_digest)],
+            repo_digests: vec![image.repo_digest(&resolved_digest)],
             manifest_digest,
             manifest_media_type: manifest
                 .media_type
@@ -253,11 +254,13 @@ impl Puller {
     }
 
     /// The manifest for this host: the manifest itself, or the host's entry of an index.
+    /// Returns its bytes, its digest, and the digest the reference resolved to (the index's,
+    /// for a multi-platform image), which is what repo digests name, as containerd records them.
     async fn platform_manifest(
         &self,
         source: &Source<'_>,
         name: &str,
-    ) -> Result<(Vec<u8>, String)> {
+    ) -> Result<(Vec<u8>, String, String)> {
         let (bytes, digest) = source
             .client
             .pull_manifest_raw(&source.reference, source.auth, &ACCEPTED_MANIFESTS)
@@ -267,8 +270,9 @@ impl Puller {
             Error::InvalidArgument(format!("image {name}: manifest is invalid: {e}"))
         })?;
         let OciManifest::ImageIndex(index) = parsed else {
-            return Ok((bytes.to_vec(), digest));
+            return Ok((bytes.to_vec(), digest.clone(), digest));
         };
+        let index_digest = digest;
         let entry = platform::select(name, &index.manifests)?;
         parse_digest(&entry.digest).map_err(Error::InvalidArgument)?;
         let (bytes, digest) = source
@@ -280,7 +284,7 @@ impl Puller {
             )
             .await
             .map_err(|e| registry_error(&source.host, name, e))?;
-        Ok((bytes.to_vec(), digest))
+        Ok((bytes.to_vec(), digest, index_digest))
     }
 
     async fn put_blob(&self, digest: String, bytes: Vec<u8>) -> Result<()> {
@@ -426,9 +430,12 @@ fn unpack_once(
             layer.digest
         )));
     }
+    // Everything unpacked reaches the disk before the layer is published under its chain id.
+    let tree = std::fs::File::open(tmp.path()).with_path("open", tmp.path())?;
+    rustix::fs::syncfs(&tree).map_err(|e| Error::io_path("syncfs", tmp.path(), e.into()))?;
     let unpacked = tmp.keep();
     match std::fs::rename(&unpacked, &dest) {
-        Ok(()) => {}
+        Ok(()) => sync_dir(&layers)?,
         // Another pull published the same layer first.
         Err(e) if dest.exists() => {
             tracing::debug!(chain, error = %e, "layer already unpacked by another pull");
@@ -438,6 +445,12 @@ fn unpack_once(
     }
     tracing::info!(digest = %layer.digest, chain, millis = started.elapsed().as_millis() as u64, "layer unpacked");
     Ok(())
+}
+
+fn sync_dir(dir: &std::path::Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_path("fsync", dir)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -106,6 +106,9 @@ pub struct Freed {
 pub struct ImageStore {
     layout: Layout,
     index: Mutex<IndexFile>,
+    /// Pulls and leases hold it shared; removals that delete content hold it exclusively, so
+    /// content a pull found present (and will reference) is not deleted under it.
+    content: tokio::sync::RwLock<()>,
 }
 
 impl ImageStore {
@@ -139,6 +142,7 @@ impl ImageStore {
         Ok(ImageStore {
             layout,
             index: Mutex::new(index),
+            content: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -185,7 +189,10 @@ impl ImageStore {
         let path = self.layout.blob(digest);
         tmp.persist(&path)
             .map_err(|e| Error::io_path("store blob", &path, e.error))?;
-        Ok(())
+        let dir = self.layout.blobs_dir();
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .with_path("fsync", &dir)
     }
 
     /// Reads a whole blob.
@@ -250,26 +257,37 @@ impl ImageStore {
         self.lock().images.clone()
     }
 
+    /// Keeps content from being deleted while a pull that relies on it runs.
+    pub async fn hold_for_pull(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.content.read().await
+    }
+
     /// Removes an image and frees every blob and layer nothing else uses (layers leased by
-    /// containers stay until released).
+    /// containers stay until released). Waits for pulls in flight; call from a blocking thread.
     pub fn remove(&self, id: &str) -> Result<Freed> {
-        let mut index = self.lock();
-        let mut next = index.clone();
-        next.images.retain(|i| i.id != id);
-        self.save(&next)?;
-        let removed: Vec<ImageRecord> = index
-            .images
-            .iter()
-            .filter(|i| i.id == id)
-            .cloned()
-            .collect();
-        *index = next;
-        self.collect(&index, &removed)
+        let _deleting = self.content.blocking_write();
+        let (after, removed) = {
+            let mut index = self.lock();
+            let mut next = index.clone();
+            next.images.retain(|i| i.id != id);
+            self.save(&next)?;
+            let removed: Vec<ImageRecord> = index
+                .images
+                .iter()
+                .filter(|i| i.id == id)
+                .cloned()
+                .collect();
+            *index = next;
+            (index.clone(), removed)
+        };
+        // Files are deleted without the index lock, so status and list calls do not wait.
+        self.collect(&after, &removed)
     }
 
     /// Leases the layers of `image` for `container` and returns their directories, top first
     /// (the order overlayfs takes lower dirs in).
     pub fn lease_layers(&self, container: &str, image: &ImageRecord) -> Result<Vec<PathBuf>> {
+        let _using = self.content.blocking_read();
         let mut index = self.lock();
         let mut next = index.clone();
         for chain in image.chain_ids() {
@@ -289,17 +307,21 @@ impl ImageStore {
 
     /// Drops every lease of `container`, freeing layers no image or container uses any more.
     pub fn release_layers(&self, container: &str) -> Result<Freed> {
-        let mut index = self.lock();
-        let mut next = index.clone();
-        let mut released = Vec::new();
-        for (chain, holders) in next.leases.iter_mut() {
-            if holders.remove(container) {
-                released.push(chain.clone());
+        let _deleting = self.content.blocking_write();
+        let (index, released) = {
+            let mut index = self.lock();
+            let mut next = index.clone();
+            let mut released = Vec::new();
+            for (chain, holders) in next.leases.iter_mut() {
+                if holders.remove(container) {
+                    released.push(chain.clone());
+                }
             }
-        }
-        next.leases.retain(|_, holders| !holders.is_empty());
-        self.save(&next)?;
-        *index = next;
+            next.leases.retain(|_, holders| !holders.is_empty());
+            self.save(&next)?;
+            *index = next;
+            (index.clone(), released)
+        };
         let mut freed = Freed::default();
         for chain in released {
             if self.layer_unused(&index, &chain) {

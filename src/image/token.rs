@@ -73,6 +73,7 @@ pub async fn exchange(
         |e: reqwest::Error| Error::Unavailable(format!("registry {host} is unreachable: {e}"));
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
     let scheme = if plain_http { "http" } else { "https" };

@@ -104,6 +104,23 @@ impl ProcessMonitors {
     }
 }
 
+/// Reaps what is left of a killed monitor's process group: a monitor that forked into a new
+/// pid namespace leaves its child to us (we are a subreaper). Gives up after a second.
+fn reap_group(pgid: i32) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match waitpid(
+            nix::unistd::Pid::from_raw(-pgid),
+            Some(WaitPidFlag::WNOHANG),
+        ) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Reads one line from a pipe, giving up after `timeout`.
 fn read_line_within(
     mut pipe: std::process::ChildStdout,
@@ -175,6 +192,7 @@ impl MonitorControl for ProcessMonitors {
                     libc::kill(child_pid, libc::SIGKILL);
                 }
                 let _ = child.wait();
+                reap_group(child_pid);
                 return Err(e);
             }
         };

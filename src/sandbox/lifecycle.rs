@@ -7,6 +7,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::monitor::launcher::MonitorSpec;
 use crate::store::layout::NamespaceKind;
 use crate::store::sandbox::{MonitorProcess, SandboxPhase, SandboxRecord};
+use crate::store::sandbox_index::SandboxEntry;
 
 /// A new sandbox id: 64 random hex digits, as containerd makes them.
 fn new_id() -> Result<String> {
@@ -84,17 +85,26 @@ impl SandboxManager {
 
     /// Undoes a RunPodSandbox that failed part-way (or that a crash interrupted).
     pub(super) fn undo_run(&self, record: &SandboxRecord) -> Result<()> {
-        self.stop_runtime(record)?;
-        self.delete_dirs(&record.id)
+        let stopped = self.stop_runtime(record);
+        let deleted = self.delete_dirs(&record.id);
+        stopped.and(deleted)
     }
 
     /// Stops a pod: its monitor (and so everything in it), its namespace pins and its cgroup.
     /// An unknown id and a pod already stopped are success, as CRI requires.
     pub fn stop(&self, id: &str) -> Result<()> {
-        let Some(entry) = self.index.lookup(id)? else {
-            return Ok(());
-        };
+        match self.index.lookup(id)? {
+            Some(entry) => self.stop_entry(&entry),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop of a sandbox already looked up (it may have been removed meanwhile).
+    pub(super) fn stop_entry(&self, entry: &SandboxEntry) -> Result<()> {
         let _op = entry.lock_op();
+        if entry.is_removed() {
+            return Ok(());
+        }
         let mut record = entry.snapshot();
         self.stop_runtime(&record)?;
         if record.phase == SandboxPhase::Ready {
@@ -111,19 +121,32 @@ impl SandboxManager {
             return Ok(());
         };
         let _op = entry.lock_op();
+        if entry.is_removed() {
+            return Ok(());
+        }
         let record = entry.snapshot();
         self.stop_runtime(&record)?;
         self.delete_dirs(&record.id)?;
+        entry.mark_removed();
         self.index.remove(&record.id);
         Ok(())
     }
 
     /// Called when the monitor `pid` of pod `id` has exited: a running pod becomes NotReady.
     pub fn monitor_exited(&self, id: &str, pid: i32) -> Result<()> {
-        let Some(entry) = self.index.lookup(id)? else {
-            return Ok(());
-        };
+        match self.index.lookup(id)? {
+            Some(entry) => self.on_monitor_exit(&entry, pid),
+            None => Ok(()),
+        }
+    }
+
+    /// A monitor exit for a sandbox already looked up (it may have been removed meanwhile).
+    pub(super) fn on_monitor_exit(&self, entry: &SandboxEntry, pid: i32) -> Result<()> {
+        let id = entry.snapshot().id;
         let _op = entry.lock_op();
+        if entry.is_removed() {
+            return Ok(());
+        }
         let mut record = entry.snapshot();
         let ours = record.monitor.is_some_and(|m| m.pid == pid);
         if record.phase == SandboxPhase::Ready && ours {

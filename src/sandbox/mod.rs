@@ -76,19 +76,20 @@ impl SandboxManager {
         checkpoint::write(&self.layout.sandbox_checkpoint(&record.id), record)
     }
 
-    /// Stops what runs for a pod and undoes its pins and cgroup; idempotent.
+    /// Stops what runs for a pod and undoes its pins and cgroup; idempotent. Every step is
+    /// tried even when one fails; the first error is returned.
     fn stop_runtime(&self, record: &SandboxRecord) -> Result<()> {
+        let mut outcomes = Vec::new();
         if let Some(process) = &record.monitor {
-            self.host
-                .monitors
-                .shutdown(&self.layout.monitor_socket(&record.id), process)?;
+            let socket = self.layout.monitor_socket(&record.id);
+            outcomes.push(self.host.monitors.shutdown(&socket, process));
         }
         for kind in record.namespaces.owned() {
-            self.host
-                .mounts
-                .unmount(&self.layout.namespace_pin(&record.id, kind))?;
+            let pin = self.layout.namespace_pin(&record.id, kind);
+            outcomes.push(self.host.mounts.unmount(&pin));
         }
-        self.host.cgroups.remove(&record.cgroup)
+        outcomes.push(self.host.cgroups.remove(&record.cgroup));
+        outcomes.into_iter().collect()
     }
 
     /// Deletes a pod's runtime dir and its record dir; idempotent.

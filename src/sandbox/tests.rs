@@ -305,7 +305,26 @@ fn recovery_reconnects_marks_dead_undoes_creating_and_skips_corrupt() {
         "a corrupt checkpoint is left for a human to look at"
     );
     assert!(
-        after.run(request("live")).is_err(),
+        matches!(after.run(request("live")), Err(Error::AlreadyExists(_))),
         "recovered pods keep their names"
+    );
+}
+
+#[test]
+fn an_operation_waiting_on_a_removed_pod_writes_nothing() {
+    let fx = Fixture::new();
+    let manager = fx.manager();
+    let record = manager.run(request("a")).unwrap();
+    // Found before the removal, as a monitor watcher or a racing Stop would have found it.
+    let stale = manager.index.lookup(&record.id).unwrap().unwrap();
+    manager.remove(&record.id).unwrap();
+    assert!(stale.is_removed());
+    manager.stop_entry(&stale).unwrap();
+    manager
+        .on_monitor_exit(&stale, record.monitor.unwrap().pid)
+        .unwrap();
+    assert!(
+        !manager.layout().sandbox_dir(&record.id).exists(),
+        "no checkpoint comes back"
     );
 }

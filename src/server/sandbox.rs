@@ -6,6 +6,8 @@ use cri_proto::{
     RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
 };
 
+use tracing::Instrument;
+
 use super::{RuntimeApi, blocking};
 use crate::error::Result;
 
@@ -18,13 +20,24 @@ impl RuntimeApi {
         &self,
         request: RunPodSandboxRequest,
     ) -> Result<RunPodSandboxResponse> {
-        let sandboxes = self.daemon.sandboxes.clone();
-        let record = blocking(move || sandboxes.run(request)).await?;
+        // Detached: if the client gives up (deadline, reset) the pod still gets its watcher.
+        let daemon = self.daemon.clone();
+        let created = tokio::spawn(
+            async move {
+                let sandboxes = daemon.sandboxes.clone();
+                let record = blocking(move || sandboxes.run(request)).await?;
+                if let Some(monitor) = record.monitor {
+                    daemon.watch_monitor(record.id.clone(), monitor);
+                }
+                Ok::<_, crate::error::Error>(record)
+            }
+            .in_current_span(),
+        );
+        let record = created.await.map_err(|e| {
+            crate::error::Error::Internal(format!("RunPodSandbox task failed: {e}"))
+        })??;
         tracing::Span::current().record("pod_id", record.id.as_str());
         tracing::info!("pod sandbox ready");
-        if let Some(monitor) = record.monitor {
-            self.daemon.watch_monitor(record.id.clone(), monitor);
-        }
         Ok(RunPodSandboxResponse {
             pod_sandbox_id: record.id,
         })

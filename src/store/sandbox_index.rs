@@ -12,12 +12,25 @@ use crate::store::sandbox::SandboxRecord;
 pub struct SandboxEntry {
     op: Mutex<()>,
     record: RwLock<SandboxRecord>,
+    removed: std::sync::atomic::AtomicBool,
 }
 
 impl SandboxEntry {
     /// Takes the operation lock: Stop, Remove and monitor-exit handling run one at a time.
     pub fn lock_op(&self) -> MutexGuard<'_, ()> {
         self.op.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the sandbox removed (under the operation lock), so an operation that looked it up
+    /// before the removal and waited for the lock does nothing, and writes no checkpoint.
+    pub fn mark_removed(&self) {
+        self.removed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// True once the sandbox is removed.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A copy of the record as it is now.
@@ -83,6 +96,7 @@ impl SandboxIndex {
         let entry = Arc::new(SandboxEntry {
             op: Mutex::new(()),
             record: RwLock::new(record),
+            removed: std::sync::atomic::AtomicBool::new(false),
         });
         inner.by_id.insert(id, entry.clone());
         entry
