@@ -242,6 +242,7 @@ impl Puller {
             size: manifest.config.size.max(0) as u64 + layers.iter().map(|l| l.size).sum::<u64>(),
             layers,
             user: image_config.user(),
+            other_blobs: Vec::new(),
         };
         let (store, precompiler) = (self.store.clone(), self.precompiler.clone());
         blocking(move || {

@@ -69,6 +69,10 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
     /// The image config's User.
     pub user: String,
+    /// Manifests and layer blobs of other pulls of the same image (the same config reached
+    /// through another manifest, e.g. with other compression), kept so removal frees them.
+    #[serde(default)]
+    pub other_blobs: Vec<String>,
 }
 
 impl ImageRecord {
@@ -77,6 +81,7 @@ impl ImageRecord {
         [self.manifest_digest.as_str(), self.id.as_str()]
             .into_iter()
             .chain(self.layers.iter().map(|l| l.digest.as_str()))
+            .chain(self.other_blobs.iter().map(String::as_str))
     }
 
     fn chain_ids(&self) -> impl DoubleEndedIterator<Item = &str> {
@@ -210,6 +215,13 @@ impl ImageStore {
             other.repo_tags.retain(|t| !record.repo_tags.contains(t));
         }
         if let Some(existing) = next.images.iter_mut().find(|i| i.id == record.id) {
+            let known: BTreeSet<String> = existing.blobs().map(str::to_string).collect();
+            let new_blobs: Vec<String> = record
+                .blobs()
+                .filter(|b| !known.contains(*b))
+                .map(str::to_string)
+                .collect();
+            existing.other_blobs.extend(new_blobs);
             for tag in record.repo_tags.drain(..) {
                 if !existing.repo_tags.contains(&tag) {
                     existing.repo_tags.push(tag);

@@ -38,6 +38,7 @@ fn image(id_seed: &str, tags: &[&str], layers: &[&str]) -> ImageRecord {
             })
             .collect(),
         user: String::new(),
+        other_blobs: Vec::new(),
     }
 }
 
@@ -212,4 +213,37 @@ fn leftovers_of_a_crash_are_removed_at_open() {
     );
     assert!(!half.exists(), "a half-unpacked layer is gone");
     assert!(done.exists(), "published layers stay");
+}
+
+#[test]
+fn another_manifest_of_a_known_image_is_freed_with_it() {
+    let (_dir, store) = store();
+    let first = image(
+        "same-config",
+        &["docker.io/library/a:latest"],
+        &["gzip-layer"],
+    );
+    let mut second = first.clone();
+    second.repo_tags = vec!["docker.io/library/b:latest".into()];
+    second.manifest_digest = sha256_of(b"zstd manifest");
+    second.layers[0].digest = sha256_of(b"zstd-layer");
+    for i in [&first, &second] {
+        materialise(&store, i);
+        store.add_image(i.clone()).unwrap();
+    }
+    let merged = store.find(&first.id).unwrap().unwrap();
+    assert_eq!(merged.repo_tags.len(), 2);
+    assert_eq!(
+        merged.other_blobs.len(),
+        2,
+        "the second manifest and its layer blob"
+    );
+    let freed = store.remove(&first.id).unwrap();
+    assert_eq!(freed.blobs, 5);
+    assert_eq!(
+        std::fs::read_dir(store.layout().blobs_dir())
+            .unwrap()
+            .count(),
+        0
+    );
 }
