@@ -38,6 +38,8 @@ pub struct TestDaemon {
     /// Holds root, state, config and the daemon's log.
     pub dir: PathBuf,
     env: Vec<(String, String)>,
+    /// A hosts file the daemon sees as /etc/hosts (in a mount namespace of its own).
+    hosts: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -54,6 +56,16 @@ impl TestDaemon {
 
     /// Starts a daemon with `extra` config and extra environment variables.
     pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> TestDaemon {
+        Self::start_full(extra, env, None).await
+    }
+
+    /// Starts a daemon that resolves names through `hosts` instead of /etc/hosts (for image
+    /// tests only: its mounts are in a mount namespace of its own).
+    pub async fn start_with_hosts(extra: &str, env: &[(&str, &str)], hosts: &Path) -> TestDaemon {
+        Self::start_full(extra, env, Some(hosts.to_path_buf())).await
+    }
+
+    async fn start_full(extra: &str, env: &[(&str, &str)], hosts: Option<PathBuf>) -> TestDaemon {
         require_root();
         let tmp = tempfile::Builder::new()
             .prefix("crishim-e2e-")
@@ -66,6 +78,7 @@ impl TestDaemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            hosts,
             _tmp: Some(tmp),
         };
         std::fs::write(
@@ -101,7 +114,19 @@ impl TestDaemon {
 
     /// The command line of this daemon (for tests that start it differently).
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_crishim"));
+        let mut command = match &self.hosts {
+            // unshare and sh exec in turn, so the child's pid is the daemon's.
+            Some(hosts) => {
+                let mut wrapped = Command::new("unshare");
+                wrapped
+                    .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+                    .arg(hosts)
+                    .arg(env!("CARGO_BIN_EXE_crishim"));
+                wrapped
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_crishim")),
+        };
         command
             .arg("serve")
             .arg("--root")
