@@ -525,7 +525,12 @@ async fn concurrent_pulls_of_one_image_download_it_once() {
 
 #[tokio::test]
 async fn wasm_artifacts_are_recognised_and_precompiled_at_pull() {
-    let registry = TestRegistry::start(&["wasm-module", "wasm-component", "wasm-entrypoint"]);
+    let registry = TestRegistry::start(&[
+        "wasm-module",
+        "wasm-component",
+        "wasm-entrypoint",
+        "wasm-platform",
+    ]);
     let mut daemon = TestDaemon::start().await;
     let mut images = daemon.images().await;
     let mut compiled = Vec::new();
@@ -559,7 +564,27 @@ async fn wasm_artifacts_are_recognised_and_precompiled_at_pull() {
         info_kind(&mut images, &registry.reference("wasm-component")).await,
         "wasm"
     );
-    assert_eq!(dir_entries(&daemon.layout().layers_dir()), 0);
+    assert_eq!(
+        dir_entries(&daemon.layout().layers_dir()),
+        0,
+        "artifacts are not unpacked"
+    );
+
+    // A wasi/wasm platform image with a tar layer: unpacked, and its entrypoint precompiled.
+    let platform_image = registry.reference("wasm-platform");
+    pull(&mut images, &platform_image).await.unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&status(&mut images, &platform_image).await.info["info"]).unwrap();
+    assert_eq!(info["kind"], "wasm");
+    let chain = info["layers"][0]["chain_id"].as_str().expect("unpacked");
+    assert!(
+        daemon
+            .layout()
+            .layer_dir(chain)
+            .join("hello.wasm")
+            .is_file()
+    );
+    assert_eq!(info["precompiled"].as_array().unwrap().len(), 1, "{info}");
     pull(&mut images, &registry.reference("wasm-entrypoint"))
         .await
         .unwrap();

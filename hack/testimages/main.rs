@@ -17,6 +17,8 @@
 //!   `application/wasm`, artifactType set.
 //! - `wasm-entrypoint`: a regular Linux image (busybox) whose entrypoint is /app/hello.wasm.
 //! - `docker-v2`: busybox as a Docker v2 schema 2 image (Docker media types throughout).
+//! - `wasm-platform`: a wasi/wasm platform image as `docker buildx` makes them: a tar+gzip layer
+//!   holding /hello.wasm, which is the entrypoint.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -528,6 +530,26 @@ async fn main() {
             .artifact("docker-v2", "latest", config, &layers, None)
             .await;
         summary.insert("docker-v2", info);
+    }
+    if wanted("wasm-platform") {
+        let mut tar = Tar::default();
+        tar.file("hello.wasm", 0o755, &hello_module());
+        let layers = vec![Layer {
+            tar: tar.finish(),
+            media_type: GZIP_LAYER,
+            title: None,
+        }];
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasi",
+            "config": { "Entrypoint": ["/hello.wasm"] },
+            "rootfs": { "type": "layers", "diff_ids": [digest(&layers[0].tar)] },
+        }))
+        .expect("config JSON");
+        let (_, _, info) = pusher
+            .image("wasm-platform", "latest", config, &layers)
+            .await;
+        summary.insert("wasm-platform", info);
     }
     if wanted("wasm-module") {
         let module = hello_module();

@@ -79,6 +79,12 @@ pub struct RunConfig {
     /// `User`: a name, uid, or `uid:gid`.
     #[serde(rename = "User", default)]
     pub user: Option<String>,
+    /// `Entrypoint`.
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`.
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
 }
 
 /// The `rootfs` object of an image config.
@@ -95,6 +101,14 @@ impl ImageConfig {
         serde_json::from_slice(bytes).map_err(|e| {
             Error::InvalidArgument(format!("image {image} has an invalid config: {e}"))
         })
+    }
+
+    /// The program the image runs: the first word of Entrypoint, else of Cmd.
+    pub fn program(&self) -> Option<String> {
+        let config = self.config.as_ref()?;
+        [&config.entrypoint, &config.cmd]
+            .into_iter()
+            .find_map(|words| words.as_ref().and_then(|w| w.first()).cloned())
     }
 
     /// The config's User, or empty.
@@ -154,6 +168,12 @@ mod tests {
     fn config_fields_are_optional() {
         let config = ImageConfig::parse("x", br#"{"architecture":"amd64","os":"linux","config":{"User":"1000:1000"},"rootfs":{"type":"layers","diff_ids":["sha256:a"]}}"#).unwrap();
         assert_eq!(config.user(), "1000:1000");
+        assert_eq!(config.program(), None);
+        let with_cmd = ImageConfig::parse("x", br#"{"config":{"Cmd":["/app.wasm","a"]}}"#).unwrap();
+        assert_eq!(with_cmd.program().as_deref(), Some("/app.wasm"));
+        let both =
+            ImageConfig::parse("x", br#"{"config":{"Entrypoint":["/e"],"Cmd":["/c"]}}"#).unwrap();
+        assert_eq!(both.program().as_deref(), Some("/e"));
         assert_eq!(config.rootfs.unwrap().diff_ids.len(), 1);
         assert_eq!(ImageConfig::parse("x", b"{}").unwrap().user(), "");
         assert!(ImageConfig::parse("x", b"nope").is_err());

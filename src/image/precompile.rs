@@ -2,7 +2,7 @@
 //! engine), so starting a wasm container never compiles. Artifacts are cached by
 //! (blob digest, engine compatibility key) under `<root>/wasm/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -80,25 +80,120 @@ impl Precompiler {
                     layer.digest, image.id
                 ))
             })?;
-            if !path.exists() {
-                let started = Instant::now();
-                let (_, compiled) =
-                    engine::precompile(&self.engine, &format!("layer {}", layer.digest), &bytes)?;
-                let mut tmp = tempfile::NamedTempFile::new_in(&dir)
-                    .with_path("create a temporary file in", &dir)?;
-                std::io::Write::write_all(&mut tmp, &compiled).with_path("write", tmp.path())?;
-                tmp.as_file().sync_all().with_path("fsync", tmp.path())?;
-                tmp.persist(&path)
-                    .map_err(|e| Error::io_path("store", &path, e.error))?;
-                tracing::info!(layer = %layer.digest, kind = ?kind, wasm_bytes = bytes.len(), cwasm_bytes = compiled.len(),
-                    millis = started.elapsed().as_millis() as u64, "wasm precompiled");
-            }
+            self.compile_to(&path, &layer.digest, kind, &bytes)?;
             done.push(Precompiled {
                 layer: layer.digest.clone(),
                 binary: kind,
                 path,
             });
         }
+        if done.is_empty() {
+            // A wasi/wasm platform image with tar layers: its module is the program file.
+            let (layer, bytes) = program_from_layers(store, image)?.ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "wasm image {} has no module: no wasm layer, and its program {:?} is not a file in its layers",
+                    image.id, image.program
+                ))
+            })?;
+            let kind = binary::detect(&bytes).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "the program {:?} of wasm image {} is not a wasm module or component",
+                    image.program, image.id
+                ))
+            })?;
+            let path = store.layout().precompiled(&layer, &self.key);
+            self.compile_to(&path, &layer, kind, &bytes)?;
+            done.push(Precompiled {
+                layer,
+                binary: kind,
+                path,
+            });
+        }
         Ok(done)
     }
+
+    /// Compiles `bytes` into `path` unless it is there already.
+    fn compile_to(&self, path: &Path, layer: &str, kind: WasmBinary, bytes: &[u8]) -> Result<()> {
+        if path.exists() {
+            return Ok(());
+        }
+        let dir = path.parent().unwrap_or(path);
+        let started = Instant::now();
+        let (_, compiled) = engine::precompile(&self.engine, &format!("layer {layer}"), bytes)?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).with_path("create a temporary file in", dir)?;
+        std::io::Write::write_all(&mut tmp, &compiled).with_path("write", tmp.path())?;
+        tmp.as_file().sync_all().with_path("fsync", tmp.path())?;
+        tmp.persist(path)
+            .map_err(|e| Error::io_path("store", path, e.error))?;
+        tracing::info!(layer, kind = ?kind, wasm_bytes = bytes.len(), cwasm_bytes = compiled.len(),
+            millis = started.elapsed().as_millis() as u64, "wasm precompiled");
+        Ok(())
+    }
+}
+
+/// The image's program file from the top-most unpacked layer that has it, resolved inside
+/// that layer; a whiteout above hides it. Returns the layer's digest and the file's bytes.
+fn program_from_layers(
+    store: &ImageStore,
+    image: &ImageRecord,
+) -> Result<Option<(String, Vec<u8>)>> {
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+    let Some(program) = &image.program else {
+        return Ok(None);
+    };
+    let relative = program.trim_start_matches('/');
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    for layer in image.layers.iter().rev() {
+        let Some(chain) = &layer.chain_id else {
+            continue;
+        };
+        let root_path = store.layout().layer_dir(chain);
+        let root = rustix::fs::open(
+            &root_path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io_path("open layer", &root_path, e.into()))?;
+        let found = match rustix::fs::openat2(
+            &root,
+            relative,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("find {program} in layer {}", layer.digest),
+                    e.into(),
+                ));
+            }
+        };
+        let stat = rustix::fs::fstat(&found)
+            .map_err(|e| Error::io(format!("stat {program}"), e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            // A whiteout (or anything else) hides what lower layers have.
+            return Ok(None);
+        }
+        let file = rustix::fs::openat2(
+            &root,
+            relative,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        )
+        .map_err(|e| {
+            Error::io(
+                format!("open {program} in layer {}", layer.digest),
+                e.into(),
+            )
+        })?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(file), &mut bytes)
+            .context(|| format!("read {program} in layer {}", layer.digest))?;
+        return Ok(Some((layer.digest.clone(), bytes)));
+    }
+    Ok(None)
 }

@@ -207,9 +207,17 @@ impl Puller {
         for layer in &manifest.layers {
             self.fetch_blob(&source, layer).await?;
         }
-        let chains = match kind {
-            ImageKind::Linux => self.unpack_layers(&name, &manifest, &image_config).await?,
-            ImageKind::Wasm => vec![None; manifest.layers.len()],
+        // Wasm artifacts carry raw modules; a wasi/wasm platform image may carry tar layers
+        // instead (its module is a file in them), which are unpacked like a Linux image's.
+        let tar_layers = !manifest.layers.is_empty()
+            && manifest
+                .layers
+                .iter()
+                .all(|l| l.media_type.contains(".tar") || l.media_type.contains("rootfs.diff"));
+        let chains = if kind == ImageKind::Linux || tar_layers {
+            self.unpack_layers(&name, &manifest, &image_config).await?
+        } else {
+            vec![None; manifest.layers.len()]
         };
         let layers = manifest
             .layers
@@ -242,6 +250,7 @@ impl Puller {
             size: manifest.config.size.max(0) as u64 + layers.iter().map(|l| l.size).sum::<u64>(),
             layers,
             user: image_config.user(),
+            program: image_config.program(),
             other_blobs: Vec::new(),
         };
         let (store, precompiler) = (self.store.clone(), self.precompiler.clone());

@@ -69,6 +69,9 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
     /// The image config's User.
     pub user: String,
+    /// The program the image runs (first word of Entrypoint, else Cmd), when it names one.
+    #[serde(default)]
+    pub program: Option<String>,
     /// Manifests and layer blobs of other pulls of the same image (the same config reached
     /// through another manifest, e.g. with other compression), kept so removal frees them.
     #[serde(default)]

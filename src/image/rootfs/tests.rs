@@ -57,6 +57,7 @@ fn store_with_image() -> (tempfile::TempDir, ImageStore, ImageRecord) {
         size: 0,
         layers: records,
         user: String::new(),
+        program: None,
         other_blobs: Vec::new(),
     };
     let image = store.add_image(image).unwrap();

@@ -38,6 +38,7 @@ fn image(id_seed: &str, tags: &[&str], layers: &[&str]) -> ImageRecord {
             })
             .collect(),
         user: String::new(),
+        program: None,
         other_blobs: Vec::new(),
     }
 }
