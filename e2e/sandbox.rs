@@ -809,3 +809,68 @@ async fn load_generator_reports_every_rpc() {
         .items;
     assert!(left.is_empty(), "the scenario removes its pods");
 }
+
+#[tokio::test]
+async fn cgroup_parent_from_the_pod_config_and_json_logs() {
+    let daemon = TestDaemon::start().await;
+    let mut client = daemon.runtime().await;
+    let mut config = pod_config("parented", &[]);
+    let parent = format!("{TEST_CGROUP_PARENT}/pod-parented");
+    config.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: parent.clone(),
+        ..Default::default()
+    });
+    let id = run_pod(&mut client, config).await;
+    let pid = monitor_pid(&pod_status(&mut client, &id).await);
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        cgroups.contains(&format!("{parent}/crishim-{id}")),
+        "{cgroups}"
+    );
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
+    for mount in cgroup_mounts() {
+        let _ = std::fs::remove_dir(mount.join(parent.trim_start_matches('/')));
+    }
+
+    // --log-format json: every line the daemon writes is a JSON object.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("json.sock");
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_crishim"))
+        .arg("serve")
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let served = eventually(Duration::from_secs(10), async || socket.exists()).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(json.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = json.wait_with_output().unwrap();
+    assert!(
+        served && output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(text.lines().count() >= 2, "{text}");
+    for line in text.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}

@@ -157,3 +157,42 @@ impl Images {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::store::ImageKind;
+
+    fn record(user: &str) -> ImageRecord {
+        ImageRecord {
+            id: format!("sha256:{}", "a".repeat(64)),
+            repo_tags: vec!["docker.io/library/x:latest".into()],
+            repo_digests: Vec::new(),
+            manifest_digest: String::new(),
+            manifest_media_type: String::new(),
+            artifact_type: None,
+            config_media_type: String::new(),
+            kind: ImageKind::Linux,
+            platform: "linux/amd64".into(),
+            size: 42,
+            layers: Vec::new(),
+            user: user.into(),
+            program: None,
+            other_blobs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn user_becomes_uid_or_username_as_kubelet_reads_them() {
+        let numeric = to_cri(&record("1000:1000"));
+        assert_eq!(numeric.uid.map(|u| u.value), Some(1000));
+        assert_eq!(numeric.username, "");
+        let named = to_cri(&record("app:app"));
+        assert_eq!(named.uid, None);
+        assert_eq!(named.username, "app");
+        let unset = to_cri(&record(""));
+        assert_eq!((unset.uid, unset.username.as_str()), (None, ""));
+        assert_eq!(unset.size, 42);
+        assert_eq!(unset.spec.unwrap().image, unset.id);
+    }
+}
