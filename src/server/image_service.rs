@@ -34,7 +34,10 @@ impl ImageService for ImageApi {
         &self,
         request: Request<ListImagesRequest>,
     ) -> RpcResult<ListImagesResponse> {
-        let images = self.images.list(request.get_ref().filter.as_ref())?;
+        // The store's index lock can be held across an fsync: keep it off the async workers.
+        let store = self.images.clone();
+        let filter = request.into_inner().filter;
+        let images = blocking(move || store.list(filter.as_ref())).await?;
         Ok(Response::new(ListImagesResponse { images }))
     }
 
@@ -44,9 +47,9 @@ impl ImageService for ImageApi {
         request: Request<ImageStatusRequest>,
     ) -> RpcResult<ImageStatusResponse> {
         let request = request.into_inner();
-        let (image, info) = self
-            .images
-            .status(request.image.as_ref(), request.verbose)?;
+        let store = self.images.clone();
+        let (image, info) =
+            blocking(move || store.status(request.image.as_ref(), request.verbose)).await?;
         Ok(Response::new(ImageStatusResponse { image, info }))
     }
 
