@@ -38,7 +38,10 @@ async fn version_status_and_runtime_config() {
         .iter()
         .find(|c| c.r#type == "NetworkReady")
         .unwrap();
-    assert!(!network.status, "no CNI yet, so the network is not ready");
+    assert!(
+        !network.status,
+        "pod_network = \"none\": the network is not ready"
+    );
     assert_eq!(network.reason, "NetworkPluginNotReady");
     let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
     assert_eq!(info["config"]["default_cgroup_parent"], TEST_CGROUP_PARENT);

@@ -7,9 +7,16 @@ cd "$(dirname "$0")/.."
 pods=${1:-100}
 cargo build --release --locked --bins
 dir=$(mktemp -d /tmp/crishim-measure.XXXXXX)
-RUST_LOG=warn target/release/crishim serve --root "$dir/root" --state "$dir/state" 2>"$dir/daemon.log" &
+echo 'pod_network = "none"' >"$dir/config.toml"
+RUST_LOG=warn target/release/crishim serve --config "$dir/config.toml" --root "$dir/root" --state "$dir/state" 2>"$dir/daemon.log" &
 daemon=$!
-trap 'kill "$daemon" 2>/dev/null || true; wait "$daemon" 2>/dev/null || true; rm -rf "$dir"' EXIT
+cni_daemon=
+cleanup() {
+  for pid in $daemon $cni_daemon; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  ip link del crimeasure0 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
 endpoint="unix://$dir/state/crishim.sock"
 for _ in $(seq 100); do [ -S "$dir/state/crishim.sock" ] && break; sleep 0.05; done
 
@@ -35,3 +42,20 @@ for pid in $(pgrep -f "crishim monitor --pod-id" || true); do
 done
 echo "monitors: $n, PSS total ${total} KiB, per pod $((total / (n > 0 ? n : 1))) KiB"
 wait "$bench_pid"
+
+echo "== sandbox lifecycle with bridge CNI (bridge + host-local + portmap + loopback), concurrency 1"
+mkdir -p "$dir/net.d"
+cat >"$dir/net.d/10-measure.conflist" <<JSON
+{"cniVersion": "1.0.0", "name": "measure", "plugins": [
+  {"type": "bridge", "bridge": "crimeasure0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "dataDir": "$dir/ipam", "ranges": [[{"subnet": "10.90.0.0/16"}]]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "loopback"}]}
+JSON
+RUST_LOG=warn,crishim::network=debug target/release/crishim serve --root "$dir/cni-root" --state "$dir/cni-state" \
+  --cni-conf-dir "$dir/net.d" 2>"$dir/cni-daemon.log" &
+cni_daemon=$!
+for _ in $(seq 100); do [ -S "$dir/cni-state/crishim.sock" ] && break; sleep 0.05; done
+$bench --endpoint "unix://$dir/cni-state/crishim.sock" -n 100 -c 1
+grep -o 'CNI ADD finished.*' "$dir/cni-daemon.log" | grep -o 'ms=[0-9.]*' | cut -d= -f2 | sort -n |
+  awk '{ v[NR] = $1 } END { if (NR) printf "CNI ADD (all plugins) p50 %.1f ms over %d pods\n", v[int((NR + 1) / 2)], NR }'

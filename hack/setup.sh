@@ -12,6 +12,9 @@ packages=(
   busybox-static      # the test images' userland
   curl                # hack/registry.sh waits for the registry with it
   openssl             # the TLS registry test makes its CA and certificate with it
+  containernetworking-plugins  # CNI plugins (bridge, host-local, portmap, loopback) in /usr/lib/cni
+  iptables            # the bridge and portmap plugins program NAT with it
+  iproute2            # ip, used by the network tests
 )
 
 missing=()
@@ -27,4 +30,33 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "hack/setup.sh: cargo not found; install Rust 1.85 or newer (rustup) and retry" >&2
   exit 1
+fi
+
+# The pod network `crishim serve` uses by default, unless the conf dir already has one.
+conf_dir=/etc/cni/net.d
+if ! ls "$conf_dir"/*.conflist "$conf_dir"/*.conf "$conf_dir"/*.json >/dev/null 2>&1; then
+  mkdir -p "$conf_dir"
+  cat >"$conf_dir/10-crishim.conflist" <<'JSON'
+{
+  "cniVersion": "1.0.0",
+  "name": "crishim",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "crishim0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "loopback" }
+  ]
+}
+JSON
+  echo "hack/setup.sh: wrote the default pod network $conf_dir/10-crishim.conflist (bridge crishim0, 10.88.0.0/16)"
 fi

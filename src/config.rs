@@ -34,6 +34,39 @@ pub enum HandlerKind {
     Linux,
 }
 
+/// How pods that do not use the host network get their network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PodNetworkMode {
+    /// CNI plugins from the `[cni]` dirs; RunPodSandbox fails while no config is loaded.
+    #[default]
+    Cni,
+    /// No CNI: an own network namespace with only loopback (benchmarks, sandbox tests).
+    None,
+}
+
+/// Where CNI configs and plugins are found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniConfig {
+    /// The first `.conflist`/`.conf`/`.json` here (by name) is the pod network.
+    pub conf_dir: PathBuf,
+    /// Plugin binaries are looked up here, in order.
+    pub bin_dirs: Vec<PathBuf>,
+    /// A plugin call that takes longer is killed and fails.
+    pub plugin_timeout_ms: u64,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            plugin_timeout_ms: 60_000,
+        }
+    }
+}
+
 /// The whole configuration. Every key has a default; see README.md for the list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +91,10 @@ pub struct Config {
     pub docker_config: Option<PathBuf>,
     /// Per-registry settings, by `host[:port]` as written in image names (`docker.io`).
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// How pods get their network.
+    pub pod_network: PodNetworkMode,
+    /// CNI dirs and limits.
+    pub cni: CniConfig,
 }
 
 /// Settings for one registry.
@@ -89,6 +126,8 @@ impl Default for Config {
             ]),
             docker_config: None,
             registries: BTreeMap::new(),
+            pod_network: PodNetworkMode::default(),
+            cni: CniConfig::default(),
         }
     }
 }
@@ -102,6 +141,10 @@ pub struct Overrides {
     pub root: Option<PathBuf>,
     /// `--state`
     pub state: Option<PathBuf>,
+    /// `--cni-conf-dir`
+    pub cni_conf_dir: Option<PathBuf>,
+    /// `--cni-bin-dir` (repeatable; replaces the configured list)
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 impl Config {
@@ -122,6 +165,12 @@ impl Config {
         }
         if let Some(state) = overrides.state {
             config.state = state;
+        }
+        if let Some(dir) = overrides.cni_conf_dir {
+            config.cni.conf_dir = dir;
+        }
+        if !overrides.cni_bin_dirs.is_empty() {
+            config.cni.bin_dirs = overrides.cni_bin_dirs;
         }
         Ok(config)
     }
@@ -209,10 +258,16 @@ mod tests {
             Some(&file),
             Overrides {
                 state: Some("/c".into()),
+                cni_bin_dirs: vec!["/b1".into(), "/b2".into()],
                 ..Default::default()
             },
         )
         .unwrap();
+        assert_eq!(
+            config.cni.bin_dirs,
+            vec![PathBuf::from("/b1"), PathBuf::from("/b2")]
+        );
+        assert_eq!(config.cni.conf_dir, PathBuf::from("/etc/cni/net.d"));
         assert_eq!(config.root, PathBuf::from("/a"));
         assert_eq!(config.state, PathBuf::from("/c"));
         assert_eq!(config.socket_path(), PathBuf::from("/c/crishim.sock"));

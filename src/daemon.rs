@@ -1,7 +1,7 @@
 //! The daemon's shared state: config, the sandbox manager, runtime settings kubelet pushes,
 //! and the tasks that watch each pod's monitor for an unexpected exit.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image::service::Images;
 use crate::monitor::launcher::ProcessMonitors;
+use crate::network::PodNetworks;
+use crate::network::exec::HostPluginExec;
 use crate::os::cgroup::HostCgroups;
 use crate::os::mount::HostMounter;
 use crate::os::process::{Pidfd, start_time};
@@ -25,8 +27,6 @@ pub struct Daemon {
     pub sandboxes: Arc<SandboxManager>,
     /// Images.
     pub images: Arc<Images>,
-    /// The pod CIDR from the last UpdateRuntimeConfig.
-    pub pod_cidr: RwLock<String>,
 }
 
 impl Daemon {
@@ -42,6 +42,14 @@ impl Daemon {
                 exe,
                 Duration::from_millis(config.monitor_start_timeout_ms),
                 Duration::from_millis(config.monitor_stop_timeout_ms),
+            )),
+            network: Arc::new(PodNetworks::new(
+                config.pod_network,
+                config.cni.conf_dir.clone(),
+                Arc::new(HostPluginExec::new(
+                    config.cni.bin_dirs.clone(),
+                    Duration::from_millis(config.cni.plugin_timeout_ms),
+                )),
             )),
         };
         let config = Arc::new(config);
@@ -59,7 +67,6 @@ impl Daemon {
             config,
             sandboxes,
             images,
-            pod_cidr: RwLock::new(String::new()),
         });
         for (id, process) in recovered.live {
             daemon.watch_monitor(id, process);

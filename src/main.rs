@@ -43,6 +43,12 @@ struct ServeArgs {
     /// Runtime state directory (default /run/crishim).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// CNI network config dir (default /etc/cni/net.d).
+    #[arg(long)]
+    cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin dir; repeat for several (default /opt/cni/bin and /usr/lib/cni).
+    #[arg(long = "cni-bin-dir")]
+    cni_bin_dirs: Vec<PathBuf>,
     /// Config file (default /etc/crishim/config.toml, optional).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -84,7 +90,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -98,6 +105,8 @@ fn serve(args: ServeArgs) -> crishim::error::Result<()> {
             socket: args.socket,
             root: args.root,
             state: args.state,
+            cni_conf_dir: args.cni_conf_dir,
+            cni_bin_dirs: args.cni_bin_dirs,
         },
     )?;
     // Monitors that fork into a new pid namespace are re-parented to us, so we can reap them.

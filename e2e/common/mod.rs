@@ -56,16 +56,27 @@ impl TestDaemon {
 
     /// Starts a daemon with `extra` config and extra environment variables.
     pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> TestDaemon {
-        Self::start_full(extra, env, None).await
+        Self::start_full(extra, env, None, "none").await
+    }
+
+    /// Starts a daemon that networks pods through CNI; `extra` holds its `[cni]` table.
+    pub async fn start_with_cni(extra: &str) -> TestDaemon {
+        Self::start_full(extra, &[], None, "cni").await
     }
 
     /// Starts a daemon that resolves names through `hosts` instead of /etc/hosts (for image
     /// tests only: its mounts are in a mount namespace of its own).
     pub async fn start_with_hosts(extra: &str, env: &[(&str, &str)], hosts: &Path) -> TestDaemon {
-        Self::start_full(extra, env, Some(hosts.to_path_buf())).await
+        Self::start_full(extra, env, Some(hosts.to_path_buf()), "none").await
     }
 
-    async fn start_full(extra: &str, env: &[(&str, &str)], hosts: Option<PathBuf>) -> TestDaemon {
+    /// Other tests than the network ones run pods with loopback only (`pod_network = "none"`).
+    async fn start_full(
+        extra: &str,
+        env: &[(&str, &str)],
+        hosts: Option<PathBuf>,
+        pod_network: &str,
+    ) -> TestDaemon {
         require_root();
         let tmp = tempfile::Builder::new()
             .prefix("crishim-e2e-")
@@ -84,7 +95,7 @@ impl TestDaemon {
         std::fs::write(
             daemon.dir.join("config.toml"),
             format!(
-                "default_cgroup_parent = \"{TEST_CGROUP_PARENT}\"\nmonitor_stop_timeout_ms = 3000\n{extra}\n"
+                "default_cgroup_parent = \"{TEST_CGROUP_PARENT}\"\nmonitor_stop_timeout_ms = 3000\npod_network = \"{pod_network}\"\n{extra}\n"
             ),
         )
         .expect("write config");

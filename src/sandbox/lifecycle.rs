@@ -69,6 +69,14 @@ impl SandboxManager {
         }
         self.host.cgroups.join(&record.cgroup, process.pid)?;
         let mut ready = record.clone();
+        if record.namespaces.net {
+            let netns = self.layout.namespace_pin(&id, NamespaceKind::Net);
+            let cache = self.layout.network_cache(&id);
+            ready.pod_ips = self
+                .host
+                .network
+                .attach(&id, &record.config, &netns, &cache)?;
+        }
         ready.mark_ready(process)?;
         self.save(&ready)?;
         *record = ready;

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
 use crate::monitor::launcher::MonitorControl;
+use crate::network::{PodNetworks, pinned_netns};
 use crate::os::cgroup::Cgroups;
 use crate::os::mount::Mounter;
 use crate::store::checkpoint;
-use crate::store::layout::Layout;
+use crate::store::layout::{Layout, NamespaceKind};
 use crate::store::sandbox::SandboxRecord;
 use crate::store::sandbox_index::{SandboxEntry, SandboxIndex};
 
@@ -33,6 +34,8 @@ pub struct SandboxHost {
     pub cgroups: Arc<dyn Cgroups>,
     /// Monitor processes.
     pub monitors: Arc<dyn MonitorControl>,
+    /// CNI networking.
+    pub network: Arc<PodNetworks>,
 }
 
 /// Owns every sandbox of the daemon.
@@ -60,6 +63,11 @@ impl SandboxManager {
         &self.layout
     }
 
+    /// Pod networking (for the runtime Status and UpdateRuntimeConfig).
+    pub fn network(&self) -> &PodNetworks {
+        &self.host.network
+    }
+
     /// The cgroup mode of the host ("v1", "hybrid", "v2").
     pub fn cgroup_mode(&self) -> &'static str {
         self.host.cgroups.mode()
@@ -76,10 +84,17 @@ impl SandboxManager {
         checkpoint::write(&self.layout.sandbox_checkpoint(&record.id), record)
     }
 
-    /// Stops what runs for a pod and undoes its pins and cgroup; idempotent. Every step is
-    /// tried even when one fails; the first error is returned.
+    /// Stops what runs for a pod and undoes its network, pins and cgroup; idempotent. Every
+    /// step is tried even when one fails; the first error is returned. CNI DEL comes first,
+    /// while the namespace still exists (it runs again, with no namespace, on later calls).
     fn stop_runtime(&self, record: &SandboxRecord) -> Result<()> {
         let mut outcomes = Vec::new();
+        let netns = self.layout.namespace_pin(&record.id, NamespaceKind::Net);
+        outcomes.push(
+            self.host
+                .network
+                .detach(&self.layout.network_cache(&record.id), pinned_netns(&netns)),
+        );
         if let Some(process) = &record.monitor {
             let socket = self.layout.monitor_socket(&record.id);
             outcomes.push(self.host.monitors.shutdown(&socket, process));

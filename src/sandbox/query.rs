@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use cri_proto::{
-    LinuxPodSandboxStatus, Namespace, PodSandbox, PodSandboxFilter, PodSandboxNetworkStatus,
+    LinuxPodSandboxStatus, Namespace, PodIp, PodSandbox, PodSandboxFilter, PodSandboxNetworkStatus,
     PodSandboxState, PodSandboxStatus, PodSandboxStatusResponse,
 };
 use serde_json::json;
@@ -49,7 +49,15 @@ impl SandboxManager {
             metadata: record.config.metadata.clone(),
             state: cri_state(record.phase) as i32,
             created_at: record.created_at,
-            network: Some(PodSandboxNetworkStatus::default()),
+            network: Some(PodSandboxNetworkStatus {
+                ip: record.pod_ips.first().cloned().unwrap_or_default(),
+                additional_ips: record
+                    .pod_ips
+                    .iter()
+                    .skip(1)
+                    .map(|ip| PodIp { ip: ip.clone() })
+                    .collect(),
+            }),
             linux: Some(LinuxPodSandboxStatus {
                 namespaces: Some(Namespace {
                     options: Some(namespace_options),
@@ -91,6 +99,8 @@ impl SandboxManager {
             "phase": record.phase,
             "notReadyReason": record.not_ready_reason,
             "runtimeHandler": record.runtime_handler,
+            "podIPs": record.pod_ips,
+            "networkCache": self.layout.network_cache(&record.id),
             "config": record.config,
         })
     }

@@ -2,7 +2,9 @@
 
 use super::SandboxManager;
 use crate::error::{Error, Result};
+use crate::network::pinned_netns;
 use crate::store::checkpoint;
+use crate::store::layout::NamespaceKind;
 use crate::store::sandbox::{
     MonitorProcess, SANDBOX_CHECKPOINT_VERSION, SandboxPhase, SandboxRecord,
 };
@@ -62,6 +64,22 @@ impl SandboxManager {
         Ok(record)
     }
 
+    /// CNI CHECK of a live pod's attachment; a failure is logged for the operator (kubelet
+    /// has no way to hear of it short of the pod failing).
+    fn check_network(&self, id: &str) {
+        let netns = self.layout.namespace_pin(id, NamespaceKind::Net);
+        let Some(netns) = pinned_netns(&netns) else {
+            return;
+        };
+        if let Err(e) = self
+            .host
+            .network
+            .check(&self.layout.network_cache(id), netns)
+        {
+            tracing::warn!(pod_id = %id, error = %e, "CNI CHECK of a recovered pod failed");
+        }
+    }
+
     fn recover_one(&self, mut record: SandboxRecord, recovered: &mut Recovered) {
         let id = record.id.clone();
         let socket = self.layout.monitor_socket(&id);
@@ -87,6 +105,7 @@ impl SandboxManager {
                     .monitor
                     .filter(|m| self.host.monitors.is_alive(&id, &socket, m));
                 if let Some(monitor) = alive {
+                    self.check_network(&id);
                     recovered.live.push((id.clone(), monitor));
                 } else {
                     tracing::warn!(pod_id = %id, "pod monitor exited while crishim was down; pod is NotReady");

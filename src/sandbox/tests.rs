@@ -5,9 +5,11 @@ use std::sync::Arc;
 use cri_proto::{PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
 
 use super::{SandboxHost, SandboxManager};
-use crate::config::Config;
+use crate::config::{Config, PodNetworkMode};
 use crate::error::Error;
 use crate::monitor::launcher::FakeMonitors;
+use crate::network::PodNetworks;
+use crate::network::exec::{CniCommand, FakePluginExec};
 use crate::os::cgroup::FakeCgroups;
 use crate::os::mount::FakeMounter;
 use crate::store::checkpoint;
@@ -19,7 +21,11 @@ struct Fixture {
     mounts: Arc<FakeMounter>,
     cgroups: Arc<FakeCgroups>,
     monitors: Arc<FakeMonitors>,
+    cni: Arc<FakePluginExec>,
+    network: Arc<PodNetworks>,
 }
+
+const CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}"#;
 
 impl Fixture {
     fn new() -> Self {
@@ -28,6 +34,16 @@ impl Fixture {
 
     fn with(mounts: FakeMounter, monitors: FakeMonitors) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let conf_dir = dir.path().join("net.d");
+        std::fs::create_dir(&conf_dir).unwrap();
+        std::fs::write(conf_dir.join("10-pods.conflist"), CONFLIST).unwrap();
+        let cni = Arc::new(FakePluginExec::default());
+        cni.respond(
+            "bridge",
+            CniCommand::Add,
+            Ok(serde_json::json!({"cniVersion":"1.0.0","ips":[{"address":"10.88.0.9/16"}]})),
+        );
+        let network = Arc::new(PodNetworks::new(PodNetworkMode::Cni, conf_dir, cni.clone()));
         let config = Config {
             root: dir.path().join("root"),
             state: dir.path().join("state"),
@@ -39,6 +55,8 @@ impl Fixture {
             mounts: Arc::new(mounts),
             cgroups: Arc::new(FakeCgroups::default()),
             monitors: Arc::new(monitors),
+            cni,
+            network,
         }
     }
 
@@ -49,6 +67,7 @@ impl Fixture {
                 mounts: self.mounts.clone(),
                 cgroups: self.cgroups.clone(),
                 monitors: self.monitors.clone(),
+                network: self.network.clone(),
             },
         )
     }
@@ -327,4 +346,95 @@ fn an_operation_waiting_on_a_removed_pod_writes_nothing() {
         !manager.layout().sandbox_dir(&record.id).exists(),
         "no checkpoint comes back"
     );
+}
+
+fn commands(fx: &Fixture) -> Vec<(String, CniCommand)> {
+    fx.cni
+        .calls()
+        .into_iter()
+        .map(|c| (c.plugin, c.command))
+        .collect()
+}
+
+#[test]
+fn pods_get_their_cni_ip_and_give_it_back_on_stop_and_remove() {
+    let fx = Fixture::new();
+    let manager = fx.manager();
+    let record = manager.run(request("a")).unwrap();
+    assert_eq!(record.pod_ips, vec!["10.88.0.9"]);
+    let network = manager
+        .status(&record.id, false)
+        .unwrap()
+        .status
+        .unwrap()
+        .network
+        .unwrap();
+    assert_eq!(network.ip, "10.88.0.9");
+    let add = &fx.cni.calls()[0];
+    assert_eq!(add.container_id, record.id);
+    assert_eq!(
+        std::path::Path::new(&add.netns),
+        manager
+            .layout()
+            .namespace_pin(&record.id, crate::store::layout::NamespaceKind::Net)
+    );
+    manager.stop(&record.id).unwrap();
+    manager.remove(&record.id).unwrap();
+    let bridge = || "bridge".to_string();
+    assert_eq!(
+        commands(&fx),
+        vec![
+            (bridge(), CniCommand::Add),
+            (bridge(), CniCommand::Del),
+            (bridge(), CniCommand::Del)
+        ],
+        "DEL on stop, and again on remove"
+    );
+    fx.nothing_left(&manager, &record.id);
+}
+
+#[test]
+fn a_failed_cni_add_is_undone_with_del() {
+    let fx = Fixture::new();
+    fx.cni.respond(
+        "bridge",
+        CniCommand::Add,
+        Err(Error::Internal(
+            "no IP addresses available in range set".into(),
+        )),
+    );
+    let manager = fx.manager();
+    let err = manager.run(request("a")).unwrap_err().to_string();
+    assert!(err.contains("no IP addresses available"), "{err}");
+    assert_eq!(commands(&fx)[1], ("bridge".to_string(), CniCommand::Del));
+    assert!(manager.list(None).is_empty());
+    assert_eq!(
+        std::fs::read_dir(manager.layout().sandboxes_dir())
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(fx.mounts.targets().is_empty() && fx.monitors.running_pods().is_empty());
+    assert!(fx.cgroups.paths().is_empty());
+}
+
+#[test]
+fn host_network_pods_skip_cni() {
+    let fx = Fixture::new();
+    let manager = fx.manager();
+    let mut req = request("a");
+    req.config.as_mut().unwrap().linux = Some(cri_proto::LinuxPodSandboxConfig {
+        security_context: Some(cri_proto::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri_proto::NamespaceOption {
+                network: cri_proto::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let record = manager.run(req).unwrap();
+    assert!(record.pod_ips.is_empty());
+    manager.remove(&record.id).unwrap();
+    assert!(fx.cni.calls().is_empty());
 }

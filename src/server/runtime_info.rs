@@ -26,8 +26,8 @@ impl RuntimeApi {
         }
     }
 
-    /// RuntimeReady says whether the state dirs are usable; NetworkReady is false until CNI
-    /// exists, since pods then get only loopback.
+    /// RuntimeReady says whether the state dirs are usable; NetworkReady whether a CNI
+    /// network config is loaded.
     #[tracing::instrument(name = "Status", skip_all)]
     pub(super) fn status_rpc(&self, request: StatusRequest) -> StatusResponse {
         let config = &self.daemon.config;
@@ -50,19 +50,18 @@ impl RuntimeApi {
                 format!("state directories are missing: {}", unusable.join(", "))
             },
         };
+        let readiness = self.daemon.sandboxes.network().readiness();
         let network = RuntimeCondition {
             r#type: "NetworkReady".to_string(),
-            status: false,
-            reason: "NetworkPluginNotReady".to_string(),
-            message: "crishim has no CNI support yet: pods get a network namespace with only \
-                      loopback; host-network pods work"
-                .to_string(),
+            status: readiness.ready,
+            reason: readiness.reason,
+            message: readiness.message,
         };
         let info = if request.verbose {
             let value = json!({
                 "config": &**config,
                 "cgroupMode": self.daemon.sandboxes.cgroup_mode(),
-                "podCIDR": *self.daemon.pod_cidr.read().unwrap_or_else(|e| e.into_inner()),
+                "podCIDR": self.daemon.sandboxes.network().pod_cidr(),
                 "version": env!("CARGO_PKG_VERSION"),
             });
             HashMap::from([("info".to_string(), value.to_string())])
@@ -118,11 +117,7 @@ impl RuntimeApi {
             .unwrap_or_default();
         if !cidr.is_empty() {
             tracing::info!(pod_cidr = %cidr, "pod CIDR updated");
-            *self
-                .daemon
-                .pod_cidr
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = cidr;
+            self.daemon.sandboxes.network().set_pod_cidr(cidr);
         }
         UpdateRuntimeConfigResponse {}
     }

@@ -63,6 +63,11 @@ impl Layout {
         self.sandboxes_dir().join(id)
     }
 
+    /// The cached CNI attachment of one sandbox (what ADD was given and returned).
+    pub fn network_cache(&self, id: &str) -> PathBuf {
+        self.sandbox_dir(id).join("network.json")
+    }
+
     /// The checkpoint of one sandbox.
     pub fn sandbox_checkpoint(&self, id: &str) -> PathBuf {
         self.sandbox_dir(id).join("state.json")

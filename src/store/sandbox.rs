@@ -81,6 +81,9 @@ pub struct SandboxRecord {
     pub monitor: Option<MonitorProcess>,
     /// Why the pod is not ready, when it is not.
     pub not_ready_reason: Option<String>,
+    /// The pod's IPs from CNI, primary first; empty on the host network or without CNI.
+    #[serde(default)]
+    pub pod_ips: Vec<String>,
 }
 
 impl SandboxRecord {
@@ -104,6 +107,7 @@ impl SandboxRecord {
             cgroup,
             monitor: None,
             not_ready_reason: None,
+            pod_ips: Vec::new(),
         }
     }
 
