@@ -608,3 +608,35 @@ async fn host_network_pods_skip_cni() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_restarted_daemon_checks_and_later_releases_the_network() {
+    let net = TestNetwork::new(5);
+    net.write_conflist(&net.bridge_plugins());
+    let mut daemon = TestDaemon::start_with_cni(&net.daemon_config(20_000)).await;
+    let mut client = daemon.runtime().await;
+    net.set_pod_cidr(&mut client).await;
+    let id = run_pod(&mut client, pod_config("survivor", &[])).await;
+    let (ip, _) = pod_ips(&pod_status(&mut client, &id).await);
+    daemon.kill9();
+    daemon.spawn().await;
+    let mut client = daemon.runtime().await;
+    let status = pod_status(&mut client, &id).await;
+    assert_eq!(state_of(&status), PodSandboxState::SandboxReady);
+    assert_eq!(
+        pod_ips(&status).0,
+        ip,
+        "the pod keeps its IP across the restart"
+    );
+    assert!(
+        daemon.log().contains("CNI CHECK of a recovered pod passed"),
+        "{}",
+        daemon.log()
+    );
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .unwrap();
+    assert!(net.allocated_ips().is_empty());
+    assert!(net.bridge_ports().is_empty());
+}

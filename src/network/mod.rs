@@ -226,17 +226,18 @@ impl PodNetworks {
     }
 
     /// CHECK of a live pod's attachment, where the network's spec version has it and the list
-    /// does not disable it.
-    pub fn check(&self, cache: &Path, netns: &Path) -> Result<()> {
+    /// does not disable it. True when CHECK ran (and passed), false when there was nothing to
+    /// check.
+    pub fn check(&self, cache: &Path, netns: &Path) -> Result<bool> {
         if !cache.exists() {
-            return Ok(());
+            return Ok(false);
         }
         let attachment: Attachment = checkpoint::read(cache)?;
         let Some(result) = attachment.result.clone() else {
-            return Ok(());
+            return Ok(false);
         };
         if !attachment.check || !conf::version_at_least(&attachment.cni_version, 0, 4) {
-            return Ok(());
+            return Ok(false);
         }
         for config in &attachment.plugins {
             let mut config = config.clone();
@@ -248,7 +249,7 @@ impl PodNetworks {
                 config,
             )?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn run(

@@ -227,7 +227,7 @@ fn old_spec_versions_get_no_prev_result_on_del_and_no_check() {
     f.networks
         .attach("p1", &pod(), Path::new("/ns"), &f.cache())
         .unwrap();
-    f.networks.check(&f.cache(), Path::new("/ns")).unwrap();
+    assert!(!f.networks.check(&f.cache(), Path::new("/ns")).unwrap());
     f.networks.detach(&f.cache(), None).unwrap();
     let calls = f.exec.calls();
     assert_eq!(calls.len(), 2, "no CHECK before 0.4.0");

@@ -71,12 +71,16 @@ impl SandboxManager {
         let Some(netns) = pinned_netns(&netns) else {
             return;
         };
-        if let Err(e) = self
+        match self
             .host
             .network
             .check(&self.layout.network_cache(id), netns)
         {
-            tracing::warn!(pod_id = %id, error = %e, "CNI CHECK of a recovered pod failed");
+            Ok(true) => tracing::info!(pod_id = %id, "CNI CHECK of a recovered pod passed"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(pod_id = %id, error = %e, "CNI CHECK of a recovered pod failed")
+            }
         }
     }
 
