@@ -521,9 +521,9 @@ async fn bad_input_gets_clear_errors() {
         .create_container(CreateContainerRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
-        err.message().contains("CreateContainer"),
+        err.message().contains("config is required"),
         "{}",
         err.message()
     );
@@ -531,8 +531,10 @@ async fn bad_input_gets_clear_errors() {
         .exec_sync(ExecSyncRequest::default())
         .await
         .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    let err = client.attach(AttachRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("ExecSync"), "{}", err.message());
+    assert!(err.message().contains("Attach"), "{}", err.message());
     let err = daemon
         .images()
         .await

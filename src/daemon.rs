@@ -8,8 +8,10 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::config::Config;
+use crate::container::ContainerManager;
 use crate::error::{Error, Result};
 use crate::image::service::Images;
+use crate::monitor::client::SocketMonitorClient;
 use crate::monitor::launcher::ProcessMonitors;
 use crate::network::PodNetworks;
 use crate::network::exec::HostPluginExec;
@@ -27,6 +29,8 @@ pub struct Daemon {
     pub sandboxes: Arc<SandboxManager>,
     /// Images.
     pub images: Arc<Images>,
+    /// Containers.
+    pub containers: Arc<ContainerManager>,
 }
 
 impl Daemon {
@@ -63,10 +67,22 @@ impl Daemon {
             skipped = recovered.skipped,
             "recovered pod sandboxes from disk"
         );
+        let containers = Arc::new(ContainerManager::new(
+            config.clone(),
+            images.clone(),
+            sandboxes.clone(),
+            Arc::new(SocketMonitorClient),
+        ));
+        let containers_loaded = containers.recover()?;
+        tracing::info!(
+            containers = containers_loaded,
+            "recovered containers from disk"
+        );
         let daemon = Arc::new(Daemon {
             config,
             sandboxes,
             images,
+            containers,
         });
         for (id, process) in recovered.live {
             daemon.watch_monitor(id, process);

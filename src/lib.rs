@@ -4,9 +4,11 @@
 //! and one monitor process per pod (`monitor`).
 
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod error;
 pub mod image;
+pub mod logs;
 pub mod monitor;
 pub mod network;
 pub mod os;

@@ -19,6 +19,11 @@
 //! - `docker-v2`: busybox as a Docker v2 schema 2 image (Docker media types throughout).
 //! - `wasm-platform`: a wasi/wasm platform image as `docker buildx` makes them: a tar+gzip layer
 //!   holding /hello.wasm, which is the entrypoint.
+//! - `wasm-probe`: the wasm containers' test program (hack/testimages/wat/probe.wat) as a
+//!   module artifact with Cmd `probe.wasm` and two Env entries.
+//! - `wasm-probe-component`: the same program as a WASI p2 component artifact.
+//! - `wasm-bad-nostart`, `wasm-bad-import`, `wasm-bad-component`: wasm a container cannot
+//!   run (no `_start`; an import from `env`; a component without `wasi:cli/run`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -92,16 +97,27 @@ const WASM_CONFIG_V0: &str = "application/vnd.wasm.config.v0+json";
 const WASM_CONTENT_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const WASM_LAYER: &str = "application/wasm";
 const HELLO_WAT: &str = include_str!("wat/hello.wat");
+const PROBE_WAT: &str = include_str!("wat/probe.wat");
 
 /// The hello program as a core module.
 fn hello_module() -> Vec<u8> {
     wat::parse_str(HELLO_WAT).expect("hello.wat parses")
 }
 
+/// The probe program (what wasm container tests run) as a core module.
+fn probe_module() -> Vec<u8> {
+    wat::parse_str(PROBE_WAT).expect("probe.wat parses")
+}
+
 /// The hello program as a WASI p2 command component.
 fn hello_component() -> Vec<u8> {
+    component_of(&hello_module())
+}
+
+/// A core WASI p1 command module as a WASI p2 command component (through the p1 adapter).
+fn component_of(module: &[u8]) -> Vec<u8> {
     wit_component::ComponentEncoder::default()
-        .module(&hello_module())
+        .module(module)
         .expect("module for the component")
         .adapter(
             "wasi_snapshot_preview1",
@@ -591,6 +607,80 @@ async fn main() {
             )
             .await;
         summary.insert("wasm-component", info);
+    }
+    if wanted("wasm-probe") {
+        let module = probe_module();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasi",
+            "config": { "Cmd": ["probe.wasm"], "Env": ["FROM_IMAGE=yes", "OVERRIDDEN=image"] },
+            "rootfs": { "type": "layers", "diff_ids": [digest(&module)] },
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: module,
+            media_type: WASM_CONTENT_LAYER,
+            title: Some("probe.wasm"),
+        }];
+        let (_, _, info) = pusher.image("wasm-probe", "latest", config, &layers).await;
+        summary.insert("wasm-probe", info);
+    }
+    if wanted("wasm-probe-component") {
+        let component = component_of(&probe_module());
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": [digest(&component)],
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: component,
+            media_type: WASM_LAYER,
+            title: Some("probe-component.wasm"),
+        }];
+        let (_, _, info) = pusher
+            .artifact(
+                "wasm-probe-component",
+                "latest",
+                (config, WASM_CONFIG_V0),
+                &layers,
+                Some(WASM_CONFIG_V0),
+            )
+            .await;
+        summary.insert("wasm-probe-component", info);
+    }
+    // Artifacts a wasm container cannot run: no `_start`, an import no host provides, a
+    // component without `wasi:cli/run`.
+    for (name, wat, media_type) in [
+        (
+            "wasm-bad-nostart",
+            "(module (memory (export \"memory\") 1))",
+            WASM_CONTENT_LAYER,
+        ),
+        (
+            "wasm-bad-import",
+            "(module (import \"env\" \"missing\" (func)) (func (export \"_start\")))",
+            WASM_CONTENT_LAYER,
+        ),
+        ("wasm-bad-component", "(component)", WASM_LAYER),
+    ] {
+        if !wanted(name) {
+            continue;
+        }
+        let binary = wat::parse_str(wat).expect("test WAT parses");
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasi",
+            "rootfs": { "type": "layers", "diff_ids": [digest(&binary)] },
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: binary,
+            media_type,
+            title: Some("bad.wasm"),
+        }];
+        let (_, _, info) = pusher.image(name, "latest", config, &layers).await;
+        summary.insert(name, info);
     }
     if wanted("wasm-entrypoint") {
         let mut layers = busybox_layers();

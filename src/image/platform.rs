@@ -85,6 +85,12 @@ pub struct RunConfig {
     /// `Cmd`.
     #[serde(rename = "Cmd", default)]
     pub cmd: Option<Vec<String>>,
+    /// `Env`: `NAME=value` entries.
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
+    /// `WorkingDir`.
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: Option<String>,
 }
 
 /// The `rootfs` object of an image config.

@@ -112,6 +112,30 @@ impl Precompiler {
         Ok(done)
     }
 
+    /// The precompiled program file of an image of any kind, when that file is wasm (the
+    /// selection rule for Linux images whose entrypoint is a wasm file); None otherwise.
+    pub fn program_artifact(
+        &self,
+        store: &ImageStore,
+        image: &ImageRecord,
+    ) -> Result<Option<Precompiled>> {
+        let Some((layer, bytes)) = program_from_layers(store, image)? else {
+            return Ok(None);
+        };
+        let Some(kind) = binary::detect(&bytes) else {
+            return Ok(None);
+        };
+        let dir = store.layout().wasm_dir();
+        std::fs::create_dir_all(&dir).with_path("create", &dir)?;
+        let path = store.layout().precompiled(&layer, &self.key);
+        self.compile_to(&path, &layer, kind, &bytes)?;
+        Ok(Some(Precompiled {
+            layer,
+            binary: kind,
+            path,
+        }))
+    }
+
     /// Compiles `bytes` into `path` unless it is there already.
     fn compile_to(&self, path: &Path, layer: &str, kind: WasmBinary, bytes: &[u8]) -> Result<()> {
         if path.exists() {

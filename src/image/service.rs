@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::image::precompile::Precompiler;
+use crate::image::platform::{ImageConfig, RunConfig};
+use crate::image::precompile::{Precompiled, Precompiler};
 use crate::image::pull::Puller;
 use crate::image::store::{ImageRecord, ImageStore};
 use crate::sandbox::now_nanos;
@@ -77,6 +78,30 @@ impl Images {
     /// The store (containers lease layers from it).
     pub fn store(&self) -> &Arc<ImageStore> {
         &self.store
+    }
+
+    /// The precompiled artifact a wasm container of `image` runs: the image's wasm layer, or
+    /// its program file when that is wasm. None for an image with no wasm in it.
+    pub fn wasm_artifact(&self, image: &ImageRecord) -> Result<Option<Precompiled>> {
+        if let Some(first) = self
+            .precompiler
+            .ensure(&self.store, image)?
+            .into_iter()
+            .next()
+        {
+            return Ok(Some(first));
+        }
+        self.precompiler.program_artifact(&self.store, image)
+    }
+
+    /// The image's run config (Entrypoint, Cmd, Env, WorkingDir); empty for configs of
+    /// another shape (wasm artifacts).
+    pub fn run_config(&self, image: &ImageRecord) -> Result<RunConfig> {
+        let bytes = self.store.read_blob(&image.id)?;
+        Ok(ImageConfig::parse(&image.id, &bytes)
+            .ok()
+            .and_then(|c| c.config)
+            .unwrap_or_default())
     }
 
     /// PullImage: returns the image id.

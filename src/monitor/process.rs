@@ -1,6 +1,7 @@
 //! The monitor process (`crishim monitor`, started by the daemon, one per pod).
 //!
-//! It runs single-threaded and without an async runtime, to stay small: it leaves the daemon's
+//! It starts single-threaded and without an async runtime, to stay small (threads come only
+//! with containers: one per wasm container, one per container request): it leaves the daemon's
 //! session, unshares the pod's namespaces, brings up loopback, sets the hostname, forks once
 //! into a new pid namespace when the pod shares one, then prints its ready line and serves its
 //! control socket until told to shut down. The daemon pins the namespaces and sets the cgroup.
@@ -9,11 +10,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
-use crate::monitor::protocol::{ReadyLine, Request, Response, with_short_path};
+use crate::monitor::containers::{ContainerError, PodContainers};
+use crate::monitor::protocol::{ReadyLine, RefusalCode, Request, Response, with_short_path};
 
 /// What a monitor is told on its command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -154,57 +157,104 @@ fn loopback_up() -> std::io::Result<()> {
 }
 
 fn serve(listener: &UnixListener, pod_id: &str, pid: i32) {
+    let containers = Arc::new(PodContainers::default());
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        match handle_connection(stream, pod_id, pid) {
-            Ok(Some(Request::Shutdown)) => {
+        let request = match read_request(&stream) {
+            Ok(Some(request)) => request,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("monitor for pod {pod_id}: control connection: {e}");
+                continue;
+            }
+        };
+        match request {
+            Request::Shutdown => {
                 eprintln!("monitor for pod {pod_id}: shutdown requested");
+                containers.stop_all();
+                let _ = respond(&stream, &Response::Done);
                 return;
             }
-            Ok(_) => {}
-            Err(e) => eprintln!("monitor for pod {pod_id}: control connection: {e}"),
+            Request::Ping => {
+                let pong = Response::Pong {
+                    pod_id: pod_id.to_string(),
+                    pid,
+                };
+                let _ = respond(&stream, &pong);
+            }
+            // Container requests may wait (a stop's grace period): each gets a thread.
+            request => {
+                let containers = containers.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("control".into())
+                    .spawn(move || {
+                        let response = answer(&containers, request);
+                        let _ = respond(&stream, &response);
+                    });
+                if let Err(e) = spawned {
+                    eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
+                }
+            }
         }
     }
 }
 
-/// Reads one request, answers it; returns the request so the caller can act on Shutdown.
-fn handle_connection(
-    stream: UnixStream,
-    pod_id: &str,
-    pid: i32,
-) -> std::io::Result<Option<Request>> {
+/// Reads one request line; a malformed one is answered here and yields None.
+fn read_request(stream: &UnixStream) -> std::io::Result<Option<Request>> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
+    BufReader::new(stream).read_line(&mut line)?;
     if line.is_empty() {
         return Ok(None);
     }
-    let (request, response) = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => {
-            let response = answer(&request, pod_id, pid);
-            (Some(request), response)
+    match serde_json::from_str::<Request>(&line) {
+        Ok(request) => Ok(Some(request)),
+        Err(e) => {
+            respond(
+                stream,
+                &Response::Failed {
+                    message: format!("bad request: {e}"),
+                },
+            )?;
+            Ok(None)
         }
-        Err(e) => (
-            None,
-            Response::Failed {
-                message: format!("bad request: {e}"),
-            },
-        ),
-    };
-    let mut text = serde_json::to_vec(&response)?;
-    text.push(b'\n');
-    (&stream).write_all(&text)?;
-    Ok(request)
+    }
 }
 
-fn answer(request: &Request, pod_id: &str, pid: i32) -> Response {
-    match request {
-        Request::Ping => Response::Pong {
-            pod_id: pod_id.to_string(),
-            pid,
+fn respond(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec(response)?;
+    text.push(b'\n');
+    stream.write_all(&text)
+}
+
+fn answer(containers: &PodContainers, request: Request) -> Response {
+    let outcome = match request {
+        Request::CreateWasm { launch } => containers.create_wasm(launch),
+        Request::StartContainer { container_id } => containers.start(&container_id),
+        Request::StopContainer {
+            container_id,
+            timeout_ms,
+        } => containers.stop(&container_id, Duration::from_millis(timeout_ms)),
+        Request::RemoveContainer { container_id } => containers.remove(&container_id),
+        Request::ReopenLog { container_id } => containers.reopen_log(&container_id),
+        Request::Ping | Request::Shutdown => Ok(()),
+    };
+    match outcome {
+        Ok(()) => Response::Done,
+        Err(ContainerError::Invalid(message)) => Response::Refused {
+            code: RefusalCode::Invalid,
+            message,
         },
-        Request::Shutdown => Response::Done,
+        Err(ContainerError::State(message)) => Response::Refused {
+            code: RefusalCode::State,
+            message,
+        },
+        Err(ContainerError::Unknown(message)) => Response::Refused {
+            code: RefusalCode::Unknown,
+            message,
+        },
+        Err(ContainerError::Host(message)) => Response::Failed { message },
     }
 }
 

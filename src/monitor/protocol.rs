@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::wasm::launch::WasmLaunch;
+
 /// A request to a monitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -16,6 +18,33 @@ pub enum Request {
     Ping,
     /// Stop everything in the pod and exit.
     Shutdown,
+    /// Load and check a wasm container; it runs on StartContainer.
+    CreateWasm {
+        /// What to run.
+        launch: WasmLaunch,
+    },
+    /// Start a created container.
+    StartContainer {
+        /// Container id.
+        container_id: String,
+    },
+    /// Give a container `timeout_ms` to end, then stop it.
+    StopContainer {
+        /// Container id.
+        container_id: String,
+        /// Grace period.
+        timeout_ms: u64,
+    },
+    /// Forget a container that is not running.
+    RemoveContainer {
+        /// Container id.
+        container_id: String,
+    },
+    /// Reopen a running container's log file.
+    ReopenLog {
+        /// Container id.
+        container_id: String,
+    },
 }
 
 /// A monitor's answer.
@@ -36,6 +65,25 @@ pub enum Response {
         /// Why.
         message: String,
     },
+    /// The request cannot be carried out: bad input, or not in this state, or unknown.
+    Refused {
+        /// InvalidArgument, FailedPrecondition or NotFound.
+        code: RefusalCode,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a monitor refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// What the container asks for cannot run.
+    Invalid,
+    /// Not allowed in the container's state.
+    State,
+    /// No such container.
+    Unknown,
 }
 
 /// The one line a starting monitor writes to stdout: ready with its host pid, or why not.

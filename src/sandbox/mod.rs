@@ -73,6 +73,11 @@ impl SandboxManager {
         self.host.cgroups.mode()
     }
 
+    /// The record of pod `id` as it is now (NotFound when there is none).
+    pub fn snapshot(&self, id: &str) -> Result<SandboxRecord> {
+        Ok(self.entry(id)?.snapshot())
+    }
+
     fn entry(&self, id: &str) -> Result<Arc<SandboxEntry>> {
         self.index
             .lookup(id)?

@@ -1,6 +1,7 @@
 //! The gRPC layer: tonic services that unwrap a request, call the domain code and map the
 //! error. One file per RPC group; `serve` owns the socket and graceful shutdown.
 
+mod container;
 mod image_service;
 mod runtime_info;
 mod runtime_service;

@@ -1,5 +1,5 @@
 //! `runtime.v1.RuntimeService`: routes each RPC to its group's file. RPCs of later issues
-//! (containers, streaming, stats) answer Unimplemented, naming the RPC.
+//! (streaming, stats, events, checkpoints) answer Unimplemented, naming the RPC.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -119,6 +119,85 @@ impl RuntimeService for RuntimeApi {
         ))
     }
 
+    async fn create_container(
+        &self,
+        request: Request<CreateContainerRequest>,
+    ) -> RpcResult<CreateContainerResponse> {
+        Ok(Response::new(
+            self.create_container_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<StartContainerRequest>,
+    ) -> RpcResult<StartContainerResponse> {
+        Ok(Response::new(
+            self.start_container_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<StopContainerRequest>,
+    ) -> RpcResult<StopContainerResponse> {
+        Ok(Response::new(
+            self.stop_container_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<RemoveContainerRequest>,
+    ) -> RpcResult<RemoveContainerResponse> {
+        Ok(Response::new(
+            self.remove_container_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_containers(
+        &self,
+        request: Request<ListContainersRequest>,
+    ) -> RpcResult<ListContainersResponse> {
+        Ok(Response::new(
+            self.list_containers_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<ContainerStatusRequest>,
+    ) -> RpcResult<ContainerStatusResponse> {
+        Ok(Response::new(
+            self.container_status_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<UpdateContainerResourcesRequest>,
+    ) -> RpcResult<UpdateContainerResourcesResponse> {
+        Ok(Response::new(
+            self.update_container_resources_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<ReopenContainerLogRequest>,
+    ) -> RpcResult<ReopenContainerLogResponse> {
+        Ok(Response::new(
+            self.reopen_container_log_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn exec_sync(&self, request: Request<ExecSyncRequest>) -> RpcResult<ExecSyncResponse> {
+        Ok(Response::new(
+            self.exec_sync_rpc(request.into_inner()).await?,
+        ))
+    }
+
     type GetContainerEventsStream =
         Pin<Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
@@ -130,15 +209,6 @@ impl RuntimeService for RuntimeApi {
     }
 
     not_built_yet! {
-        create_container(CreateContainerRequest) -> CreateContainerResponse = "CreateContainer";
-        start_container(StartContainerRequest) -> StartContainerResponse = "StartContainer";
-        stop_container(StopContainerRequest) -> StopContainerResponse = "StopContainer";
-        remove_container(RemoveContainerRequest) -> RemoveContainerResponse = "RemoveContainer";
-        list_containers(ListContainersRequest) -> ListContainersResponse = "ListContainers";
-        container_status(ContainerStatusRequest) -> ContainerStatusResponse = "ContainerStatus";
-        update_container_resources(UpdateContainerResourcesRequest) -> UpdateContainerResourcesResponse = "UpdateContainerResources";
-        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse = "ReopenContainerLog";
-        exec_sync(ExecSyncRequest) -> ExecSyncResponse = "ExecSync";
         exec(ExecRequest) -> ExecResponse = "Exec";
         attach(AttachRequest) -> AttachResponse = "Attach";
         port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";

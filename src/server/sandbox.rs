@@ -48,8 +48,12 @@ impl RuntimeApi {
         &self,
         request: StopPodSandboxRequest,
     ) -> Result<StopPodSandboxResponse> {
-        let sandboxes = self.daemon.sandboxes.clone();
-        blocking(move || sandboxes.stop(&request.pod_sandbox_id)).await?;
+        let daemon = self.daemon.clone();
+        blocking(move || {
+            daemon.containers.stop_pod(&request.pod_sandbox_id)?;
+            daemon.sandboxes.stop(&request.pod_sandbox_id)
+        })
+        .await?;
         Ok(StopPodSandboxResponse {})
     }
 
@@ -58,8 +62,14 @@ impl RuntimeApi {
         &self,
         request: RemovePodSandboxRequest,
     ) -> Result<RemovePodSandboxResponse> {
-        let sandboxes = self.daemon.sandboxes.clone();
-        blocking(move || sandboxes.remove(&request.pod_sandbox_id)).await?;
+        let daemon = self.daemon.clone();
+        blocking(move || {
+            daemon.containers.stop_pod(&request.pod_sandbox_id)?;
+            daemon.sandboxes.stop(&request.pod_sandbox_id)?;
+            daemon.containers.remove_pod(&request.pod_sandbox_id)?;
+            daemon.sandboxes.remove(&request.pod_sandbox_id)
+        })
+        .await?;
         Ok(RemovePodSandboxResponse {})
     }
 

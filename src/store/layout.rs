@@ -63,6 +63,26 @@ impl Layout {
         self.sandboxes_dir().join(id)
     }
 
+    /// Directory holding one directory per container record.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    /// The record directory of one container.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    /// The checkpoint of one container.
+    pub fn container_checkpoint(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("state.json")
+    }
+
+    /// Where the monitor records a container's exit.
+    pub fn container_exit(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join("exit.json")
+    }
+
     /// The cached CNI attachment of one sandbox (what ADD was given and returned).
     pub fn network_cache(&self, id: &str) -> PathBuf {
         self.sandbox_dir(id).join("network.json")

@@ -2,6 +2,7 @@
 //! checkpoints, the state machine, and the in-memory index the RPCs read.
 
 pub mod checkpoint;
+pub mod container;
 pub mod layout;
 pub mod sandbox;
 pub mod sandbox_index;

@@ -2,3 +2,6 @@
 
 pub mod binary;
 pub mod engine;
+pub mod host;
+pub mod launch;
+pub mod output;

@@ -1,0 +1,744 @@
+//! End-to-end tests of wasm containers: the real daemon, real pod monitors running wasmtime,
+//! images pulled from a real registry on 127.0.0.1 (built from the WAT sources in
+//! hack/testimages/wat/), CRI log files read as kubelet reads them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::registry::TestRegistry;
+use common::*;
+use cri_proto::runtime_service_client::RuntimeServiceClient;
+use cri_proto::*;
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A daemon with the test images pulled, and one pod whose logs go to `logs`.
+struct WasmEnv {
+    registry: TestRegistry,
+    daemon: TestDaemon,
+    client: RuntimeServiceClient<Channel>,
+    pod: String,
+    logs: PathBuf,
+}
+
+impl WasmEnv {
+    async fn start(images: &[&str]) -> WasmEnv {
+        Self::start_with_handler(images, "").await
+    }
+
+    async fn start_with_handler(images: &[&str], handler: &str) -> WasmEnv {
+        let registry = TestRegistry::start(images);
+        let daemon = TestDaemon::start().await;
+        let mut image_client = daemon.images().await;
+        for image in images {
+            image_client
+                .pull_image(PullImageRequest {
+                    image: Some(ImageSpec {
+                        image: registry.reference(image),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_or_else(|e| panic!("pull {image}: {e:?}"));
+        }
+        let mut client = daemon.runtime().await;
+        let logs = daemon.dir.join("pod-logs");
+        let pod = new_pod(&mut client, "wasm", handler, &logs, HashMap::new()).await;
+        WasmEnv {
+            registry,
+            daemon,
+            client,
+            pod,
+            logs,
+        }
+    }
+
+    fn container(&self, image: &str, name: &str, args: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.registry.reference(image),
+                ..Default::default()
+            }),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}/0.log"),
+            labels: [("app".to_string(), name.to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    async fn create(&mut self, config: ContainerConfig) -> Result<String, tonic::Status> {
+        let pod = self.pod.clone();
+        self.create_in(&pod, config).await
+    }
+
+    async fn create_in(
+        &mut self,
+        pod: &str,
+        config: ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        self.client
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.to_string(),
+                config: Some(config),
+                sandbox_config: None,
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
+    async fn start_container(&mut self, id: &str) {
+        self.client
+            .start_container(StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Creates and starts; returns the id.
+    async fn run(&mut self, config: ContainerConfig) -> String {
+        let id = self.create(config).await.unwrap();
+        self.start_container(&id).await;
+        id
+    }
+
+    async fn status(&mut self, id: &str) -> ContainerStatus {
+        self.client
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    async fn info(&mut self, id: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        serde_json::from_str(&response.info["info"]).unwrap()
+    }
+
+    /// Waits (up to 20 s) for the container to exit and returns its status.
+    async fn exited(&mut self, id: &str) -> ContainerStatus {
+        for _ in 0..800 {
+            let status = self.status(id).await;
+            if status.state == ContainerState::ContainerExited as i32 {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("container {id} did not exit within 20 s");
+    }
+
+    fn log(&self, name: &str) -> Vec<(String, String, String)> {
+        log_lines(&self.logs.join(name).join("0.log"))
+    }
+}
+
+async fn new_pod(
+    client: &mut RuntimeServiceClient<Channel>,
+    name: &str,
+    handler: &str,
+    logs: &Path,
+    annotations: HashMap<String, String>,
+) -> String {
+    let mut config = pod_config(name, &[]);
+    config.log_directory = logs.display().to_string();
+    config.annotations.extend(annotations);
+    client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: handler.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
+/// (stream, tag, text) of each line of a CRI log file; checks every timestamp's shape.
+fn log_lines(path: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let time = parts.next().unwrap();
+            assert!(
+                time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+                "RFC3339Nano timestamp: {l}"
+            );
+            (
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap().to_string(),
+                parts.next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn line(stream: &str, tag: &str, text: &str) -> (String, String, String) {
+    (stream.into(), tag.into(), text.into())
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_module_runs_with_argv_env_logs_and_exit_codes() {
+    let mut env_ = WasmEnv::start(&["wasm-probe"]).await;
+    let hello = env_.container("wasm-probe", "hello", &[]);
+    let id = env_.run(hello).await;
+    let status = env_.exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+    assert!(status.created_at <= status.started_at && status.started_at <= status.finished_at);
+    assert_eq!(
+        status.image.unwrap().image,
+        env_.registry.reference("wasm-probe")
+    );
+    assert!(
+        status.image_ref.contains("@sha256:"),
+        "{}",
+        status.image_ref
+    );
+    assert!(status.image_id.starts_with("sha256:"));
+    assert_eq!(
+        env_.log("hello"),
+        vec![line("stdout", "F", "hello from wasm")]
+    );
+    assert!(status.log_path.ends_with("hello/0.log"));
+
+    let mut echo = env_.container("wasm-probe", "echo", &["echo", "two words"]);
+    echo.envs = env(&[("OVERRIDDEN", "cri"), ("NEW", "1")]);
+    let id = env_.run(echo).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    let texts: Vec<String> = env_.log("echo").into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(
+        texts[..3],
+        ["probe.wasm", "echo", "two words"],
+        "argv[0] is the module, then the CRI args"
+    );
+    for want in ["FROM_IMAGE=yes", "OVERRIDDEN=cri", "NEW=1"] {
+        assert!(texts.contains(&want.to_string()), "{want} in {texts:?}");
+    }
+    assert!(!texts.contains(&"OVERRIDDEN=image".to_string()));
+
+    let id = env_
+        .run(env_.container("wasm-probe", "fail", &["fail"]))
+        .await;
+    let status = env_.exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"));
+    assert_eq!(
+        env_.log("fail"),
+        vec![line("stderr", "F", "hello from wasm")]
+    );
+
+    let id = env_
+        .run(env_.container("wasm-probe", "trap", &["trap"]))
+        .await;
+    let status = env_.exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (134, "Error"));
+    assert!(status.message.contains("unreachable"), "{}", status.message);
+
+    let id = env_
+        .run(env_.container("wasm-probe", "partial", &["partial"]))
+        .await;
+    env_.exited(&id).await;
+    assert_eq!(env_.log("partial"), vec![line("stdout", "P", "no newline")]);
+
+    // Filters.
+    let lister = env_.client.clone();
+    let list = |filter: ContainerFilter| {
+        let mut client = lister.clone();
+        async move {
+            client
+                .list_containers(ListContainersRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+        }
+    };
+    assert_eq!(list(ContainerFilter::default()).await.len(), 5);
+    let by_label = list(ContainerFilter {
+        label_selector: [("app".to_string(), "trap".to_string())].into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_label.len(), 1);
+    assert_eq!(by_label[0].metadata.as_ref().unwrap().name, "trap");
+    let by_prefix = list(ContainerFilter {
+        id: by_label[0].id[..12].to_string(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_prefix.len(), 1);
+    let running = list(ContainerFilter {
+        state: Some(ContainerStateValue {
+            state: ContainerState::ContainerRunning as i32,
+        }),
+        ..Default::default()
+    })
+    .await;
+    assert!(running.is_empty());
+    let other_pod = list(ContainerFilter {
+        pod_sandbox_id: "f".repeat(64),
+        ..Default::default()
+    })
+    .await;
+    assert!(other_pod.is_empty());
+
+    // RemovePodSandbox removes the containers; their logs stay.
+    env_.client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: env_.pod.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(list(ContainerFilter::default()).await.is_empty());
+    assert!(env_.logs.join("hello/0.log").exists());
+    assert_eq!(
+        std::fs::read_dir(env_.daemon.root().join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn memory_limits_and_stops_interrupt_only_their_own_container() {
+    let mut env_ = WasmEnv::start(&["wasm-probe"]).await;
+    let mut limited = env_.container("wasm-probe", "limited", &["grow"]);
+    limited.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = env_.run(limited).await;
+    let status = env_.exited(&id).await;
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (137, "OOMKilled")
+    );
+    assert!(
+        status.message.contains("memory limit of 16777216 bytes"),
+        "{}",
+        status.message
+    );
+    let id = env_
+        .run(env_.container("wasm-probe", "unlimited", &["grow"]))
+        .await;
+    assert_eq!(env_.exited(&id).await.reason, "Completed");
+
+    let first = env_
+        .run(env_.container("wasm-probe", "loop1", &["loop"]))
+        .await;
+    let second = env_
+        .run(env_.container("wasm-probe", "loop2", &["loop"]))
+        .await;
+    // Output reaches the log while the guest runs, not at its exit.
+    for name in ["loop1", "loop2"] {
+        let logs = env_.logs.join(name).join("0.log");
+        assert!(
+            eventually(Duration::from_secs(10), async || !log_lines(&logs)
+                .is_empty())
+            .await,
+            "{name} logged"
+        );
+    }
+    let started = std::time::Instant::now();
+    env_.client
+        .stop_container(StopContainerRequest {
+            container_id: first.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    let status = env_.status(&first).await;
+    assert_eq!(status.state, ContainerState::ContainerExited as i32);
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
+    assert_eq!(
+        env_.status(&second).await.state,
+        ContainerState::ContainerRunning as i32,
+        "stopping one store does not interrupt another"
+    );
+    // Stop twice, and an unknown id, are success; timeout 0 stops at once.
+    for id in [first.clone(), "0".repeat(64), second.clone()] {
+        env_.client
+            .stop_container(StopContainerRequest {
+                container_id: id,
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(env_.status(&second).await.exit_code, 137);
+}
+
+#[tokio::test]
+async fn mounts_readonly_components_and_reopened_logs() {
+    let mut env_ = WasmEnv::start(&["wasm-probe", "wasm-probe-component"]).await;
+    let shared = tempfile::tempdir().unwrap();
+    let mount = |readonly: bool| Mount {
+        host_path: shared.path().display().to_string(),
+        container_path: "/data".into(),
+        readonly,
+        ..Default::default()
+    };
+    let mut writer = env_.container("wasm-probe", "writer", &["write"]);
+    writer.mounts = vec![mount(false)];
+    let id = env_.run(writer).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("out.txt")).unwrap(),
+        "written by wasm\n"
+    );
+    std::fs::remove_file(shared.path().join("out.txt")).unwrap();
+    let mut reader = env_.container("wasm-probe", "readonly", &["write"]);
+    reader.mounts = vec![mount(true)];
+    let id = env_.run(reader).await;
+    let status = env_.exited(&id).await;
+    assert!(status.exit_code > 10, "the write was refused: {status:?}");
+    assert!(!shared.path().join("out.txt").exists());
+
+    // The same program as a component, through wasi:cli/run.
+    let id = env_
+        .run(env_.container("wasm-probe-component", "component", &["echo", "x"]))
+        .await;
+    assert_eq!(env_.exited(&id).await.reason, "Completed");
+    let texts: Vec<String> = env_
+        .log("component")
+        .into_iter()
+        .map(|(_, _, t)| t)
+        .collect();
+    assert_eq!(texts[..3], ["probe-component.wasm", "echo", "x"]);
+    let info = env_.info(&id).await;
+    assert_eq!(info["launch"]["binary"], "component");
+    let id = env_
+        .run(env_.container("wasm-probe-component", "component-fail", &["fail"]))
+        .await;
+    assert_eq!(
+        env_.exited(&id).await.exit_code,
+        1,
+        "a p2 command reports only ok/err"
+    );
+
+    // ReopenContainerLog: kubelet renames the file, then asks for a new one.
+    let id = env_
+        .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
+        .await;
+    let logs = env_.logs.join("sleepy/0.log");
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&logs)
+            .is_empty())
+        .await
+    );
+    std::fs::rename(&logs, env_.logs.join("sleepy/0.log.1")).unwrap();
+    env_.client
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(env_.exited(&id).await.exit_code, 7);
+    assert!(
+        !log_lines(&logs).is_empty(),
+        "lines after the reopen go to the new file"
+    );
+    let err = env_
+        .client
+        .reopen_container_log(ReopenContainerLogRequest { container_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn the_backend_is_chosen_by_handler_annotation_media_type_and_magic() {
+    let images = ["busybox", "wasm-entrypoint", "wasm-platform", "wasm-module"];
+    let mut env_ = WasmEnv::start(&images).await;
+    let selected = async |env_: &mut WasmEnv, pod: &str, image: &str, name: &str| {
+        let config = env_.container(image, name, &[]);
+        let id = env_.create_in(pod, config).await.unwrap();
+        env_.start_container(&id).await;
+        assert_eq!(env_.exited(&id).await.reason, "Completed");
+        assert_eq!(env_.log(name), vec![line("stdout", "F", "hello from wasm")]);
+        env_.info(&id).await["selectedBy"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let pod = env_.pod.clone();
+    assert_eq!(
+        selected(&mut env_, &pod, "wasm-module", "media").await,
+        "the image's media types or platform are wasm"
+    );
+    assert_eq!(
+        selected(&mut env_, &pod, "wasm-platform", "platform").await,
+        "the image's media types or platform are wasm"
+    );
+    assert_eq!(
+        selected(&mut env_, &pod, "wasm-entrypoint", "magic").await,
+        "the image's entrypoint file"
+    );
+
+    // A Linux image: Linux containers are not built yet, and say so.
+    let err = env_
+        .create(env_.container("busybox", "linux", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("Linux containers are not built yet"));
+
+    // Annotations: the container's, then the pod's.
+    let mut compat = env_.container("wasm-entrypoint", "smart", &[]);
+    compat
+        .annotations
+        .insert("module.wasm.image/variant".into(), "compat-smart".into());
+    let id = env_.create(compat).await.unwrap();
+    assert_eq!(
+        env_.info(&id).await["selectedBy"],
+        "annotation module.wasm.image/variant=compat-smart"
+    );
+    let mut forced = env_.container("busybox", "forced", &[]);
+    forced
+        .annotations
+        .insert("run.oci.handler".into(), "wasm".into());
+    let err = env_.create(forced).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("annotation run.oci.handler=wasm selects wasm"),
+        "{err:?}"
+    );
+
+    // The handler wins over everything.
+    let logs = env_.logs.clone();
+    let mut client = env_.client.clone();
+    let wasm_pod = new_pod(
+        &mut client,
+        "wasm-handler",
+        "wasmtime",
+        &logs,
+        HashMap::new(),
+    )
+    .await;
+    let err = env_
+        .create_in(&wasm_pod, env_.container("busybox", "b", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("runtime handler is of kind wasm"),
+        "{err:?}"
+    );
+    let linux_pod = new_pod(&mut client, "linux-handler", "youki", &logs, HashMap::new()).await;
+    let err = env_
+        .create_in(&linux_pod, env_.container("wasm-module", "w", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    let annotated = new_pod(
+        &mut client,
+        "annotated",
+        "",
+        &logs,
+        [(
+            "module.wasm.image/variant".to_string(),
+            "compat".to_string(),
+        )]
+        .into(),
+    )
+    .await;
+    let err = env_
+        .create_in(&annotated, env_.container("busybox", "c", &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("variant=compat selects wasm"),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(env_.daemon.root().join("containers"))
+            .unwrap()
+            .count(),
+        4,
+        "the failed creates left nothing"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_leaves_nothing() {
+    let images = [
+        "wasm-probe",
+        "wasm-bad-nostart",
+        "wasm-bad-import",
+        "wasm-bad-component",
+    ];
+    let mut env_ = WasmEnv::start(&images).await;
+    for (image, want) in [
+        ("wasm-bad-nostart", "no `_start`"),
+        ("wasm-bad-import", "env::missing"),
+        ("wasm-bad-component", "wasi:cli/run"),
+    ] {
+        let err = env_
+            .create(env_.container(image, image, &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{image}: {err:?}");
+        assert!(err.message().contains(want), "{image}: {err:?}");
+    }
+    let missing = ContainerConfig {
+        image: Some(ImageSpec {
+            image: "127.0.0.1:1/none:latest".into(),
+            ..Default::default()
+        }),
+        ..env_.container("wasm-probe", "missing-image", &[])
+    };
+    assert_eq!(
+        env_.create(missing).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let mut bad_mount = env_.container("wasm-probe", "bad-mount", &[]);
+    bad_mount.mounts = vec![Mount {
+        host_path: "/nonexistent/crishim-e2e".into(),
+        container_path: "/data".into(),
+        ..Default::default()
+    }];
+    let err = env_.create(bad_mount).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("/nonexistent/crishim-e2e"));
+    let mut escaping = env_.container("wasm-probe", "escaping", &[]);
+    escaping.log_path = "../../escape.log".into();
+    assert_eq!(
+        env_.create(escaping).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        std::fs::read_dir(env_.daemon.root().join("containers"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "no failed create left a record"
+    );
+
+    let id = env_
+        .run(env_.container("wasm-probe", "looping", &["loop"]))
+        .await;
+    let dup = env_
+        .create(env_.container("wasm-probe", "looping", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    let again = env_
+        .client
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let exec = env_
+        .client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["ls".into()],
+            timeout: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(exec.code(), Code::Unimplemented);
+    assert!(exec.message().contains("wasm"));
+    for _ in 0..2 {
+        env_.client
+            .remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let gone = env_
+        .client
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let gone = env_
+        .client
+        .start_container(StartContainerRequest { container_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
+    let mut env_ = WasmEnv::start(&["wasm-probe"]).await;
+    let id = env_
+        .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
+        .await;
+    let logs = env_.logs.join("sleepy/0.log");
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&logs)
+            .is_empty())
+        .await
+    );
+    env_.daemon.kill9();
+    let during = log_lines(&logs).len();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        log_lines(&logs).len() > during,
+        "it keeps logging while the daemon is down"
+    );
+    env_.daemon.spawn().await;
+    env_.client = env_.daemon.runtime().await;
+    let status = env_.exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (7, "Error"));
+    assert_eq!(log_lines(&logs).len(), 20);
+    let listed = env_
+        .client
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1, "nothing duplicated");
+}

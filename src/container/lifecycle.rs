@@ -1,0 +1,399 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, ReopenContainerLog, the
+//! cascade from the pod RPCs, and noticing exits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cri_proto::CreateContainerRequest;
+
+use super::select::{self, Choice};
+use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT, spec};
+use crate::error::{Error, Result};
+use crate::image::store::ImageRecord;
+use crate::monitor::protocol::Request;
+use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
+use crate::sandbox::now_nanos;
+use crate::store::checkpoint;
+use crate::store::container::{
+    CONTAINER_CHECKPOINT_VERSION, ContainerBackend, ContainerPhase, ContainerRecord, name_key,
+};
+use crate::store::sandbox::SandboxPhase;
+
+/// A new container id: 64 random hex digits.
+fn new_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("random id: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl ContainerManager {
+    /// Creates a container in a ready pod: checks everything it needs, checkpoints it as
+    /// Creating, has the monitor load it, then checkpoints it as Created. Nothing is left of a
+    /// container whose creation failed.
+    pub fn create(&self, request: CreateContainerRequest) -> Result<String> {
+        let config = request.config.ok_or_else(|| {
+            Error::InvalidArgument("CreateContainerRequest: config is required".into())
+        })?;
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.as_str())
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "container metadata.name is required".into(),
+            ));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.as_str())
+            .unwrap_or_default();
+        if image_name.is_empty() {
+            return Err(Error::InvalidArgument("container image is required".into()));
+        }
+        let pod = self.sandboxes.snapshot(&request.pod_sandbox_id)?;
+        if pod.phase != SandboxPhase::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                pod.id
+            )));
+        }
+        let image = self.images.store().find(image_name)?.ok_or_else(|| {
+            Error::NotFound(format!("image {image_name:?} not found: pull it first"))
+        })?;
+        let handler = self.config.handler_kind(&pod.runtime_handler)?;
+        let choice = select::choose(
+            handler,
+            &config.annotations,
+            &pod.config.annotations,
+            image.kind,
+        );
+        let id = new_id()?;
+        let (launch, selected_by) = match choice {
+            Choice::Linux(rule) => return Err(linux_not_built(rule)),
+            Choice::Wasm(rule) => (
+                self.wasm_launch(&id, &config, &pod.config, &image, rule)?,
+                rule,
+            ),
+            Choice::WasmIfEntrypoint(rule) => match self.images.wasm_artifact(&image)? {
+                Some(_) => (
+                    self.wasm_launch(&id, &config, &pod.config, &image, rule)?,
+                    rule,
+                ),
+                None => return Err(linux_not_built(rule)),
+            },
+        };
+        let record = ContainerRecord {
+            version: CONTAINER_CHECKPOINT_VERSION,
+            id: id.clone(),
+            pod_id: pod.id.clone(),
+            image_id: image.id.clone(),
+            image_ref: image.repo_digests.first().cloned().unwrap_or_default(),
+            log_path: launch.log_path.clone(),
+            backend: ContainerBackend::Wasm { launch },
+            selected_by: selected_by.to_string(),
+            phase: ContainerPhase::Creating,
+            created_at: now_nanos(),
+            started_at: 0,
+            exit: None,
+            config,
+        };
+        let key = name_key(&pod.id, &record.config);
+        self.reserve_name(&key, &id)?;
+        match self.create_in_monitor(record) {
+            Ok(record) => {
+                self.containers
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone(), Arc::new(ContainerEntry::new(record)));
+                Ok(id)
+            }
+            Err(e) => {
+                self.release_name(&key, &id);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
+        self.save(&record)?;
+        let ContainerBackend::Wasm { launch } = &record.backend;
+        let created = self.ask(
+            &record.pod_id,
+            &Request::CreateWasm {
+                launch: launch.clone(),
+            },
+            MONITOR_TIMEOUT,
+        );
+        let saved = created.and_then(|()| {
+            record.phase = ContainerPhase::Created;
+            self.save(&record)
+        });
+        if let Err(e) = saved {
+            self.undo_create(&record);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Removes what a failed or interrupted CreateContainer left: the monitor's copy, the
+    /// record dir. Errors are logged: the original error is what the caller reports.
+    pub(super) fn undo_create(&self, record: &ContainerRecord) {
+        let forget = Request::RemoveContainer {
+            container_id: record.id.clone(),
+        };
+        if let Err(e) = self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT)
+            && !matches!(e, Error::NotFound(_) | Error::Unavailable(_))
+        {
+            tracing::warn!(container_id = %record.id, error = %e, "undoing a create: the monitor kept the container");
+        }
+        let dir = self.layout.container_dir(&record.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(container_id = %record.id, error = %e, "undoing a create: cannot delete its record");
+        }
+    }
+
+    fn wasm_launch(
+        &self,
+        id: &str,
+        config: &cri_proto::ContainerConfig,
+        pod: &cri_proto::PodSandboxConfig,
+        image: &ImageRecord,
+        rule: &str,
+    ) -> Result<WasmLaunch> {
+        let artifact = self.images.wasm_artifact(image)?.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{rule} selects wasm, but image {} has no wasm module or component (no wasm layer, and its entrypoint {:?} is not a wasm file)",
+                image.id, image.program
+            ))
+        })?;
+        let run = self.images.run_config(image)?;
+        let name = image
+            .layers
+            .iter()
+            .find_map(|l| l.title.clone())
+            .or_else(|| image.repo_tags.first().cloned())
+            .unwrap_or_else(|| image.id.clone());
+        let mut env = spec::env(config, &run);
+        if !config.working_dir.is_empty() {
+            env.push(("PWD".into(), config.working_dir.clone()));
+        }
+        Ok(WasmLaunch {
+            container_id: id.to_string(),
+            artifact: artifact.path,
+            binary: artifact.binary,
+            argv: spec::argv(config, &run, &name),
+            env,
+            preopens: spec::preopens(config)?,
+            memory_limit: config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.as_ref())
+                .map(|r| r.memory_limit_in_bytes)
+                .filter(|limit| *limit > 0)
+                .map(|limit| limit as u64),
+            log_path: spec::log_path(&pod.log_directory, &config.log_path)?,
+            exit_file: self.layout.container_exit(id),
+        })
+    }
+
+    /// Starts a created container.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let entry = self.entry(id)?;
+        let _op = entry.lock_op();
+        if entry.is_removed() {
+            return Err(Error::NotFound(format!("container {id:?} not found")));
+        }
+        let mut record = entry.snapshot();
+        if record.phase != ContainerPhase::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}, not created: it cannot be started",
+                record.id, record.phase
+            )));
+        }
+        let request = Request::StartContainer {
+            container_id: record.id.clone(),
+        };
+        self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)?;
+        record.phase = ContainerPhase::Running;
+        record.started_at = now_nanos();
+        self.save(&record)?;
+        entry.replace(record);
+        Ok(())
+    }
+
+    /// Stops a running container: `timeout` seconds to end, then it is interrupted. An unknown
+    /// id and a container that is not running are success.
+    pub fn stop(&self, id: &str, timeout: i64) -> Result<()> {
+        let Some(entry) = self.find(id)? else {
+            return Ok(());
+        };
+        self.stop_entry(&entry, Duration::from_secs(timeout.max(0) as u64))
+    }
+
+    fn stop_entry(&self, entry: &ContainerEntry, timeout: Duration) -> Result<()> {
+        let _op = entry.lock_op();
+        if entry.is_removed() {
+            return Ok(());
+        }
+        let record = self.refresh_locked(entry)?;
+        if record.phase != ContainerPhase::Running {
+            return Ok(());
+        }
+        let request = Request::StopContainer {
+            container_id: record.id.clone(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        self.ask(&record.pod_id, &request, timeout + MONITOR_TIMEOUT)?;
+        let record = self.refresh_locked(entry)?;
+        if record.phase == ContainerPhase::Running {
+            return Err(Error::Internal(format!(
+                "container {} was stopped but its exit is not recorded",
+                record.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes a container, stopping it first; its log file stays (kubelet owns it). An
+    /// unknown id is success.
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let Some(entry) = self.find(id)? else {
+            return Ok(());
+        };
+        self.stop_entry(&entry, Duration::ZERO)?;
+        let _op = entry.lock_op();
+        if entry.is_removed() {
+            return Ok(());
+        }
+        let record = entry.snapshot();
+        let forget = Request::RemoveContainer {
+            container_id: record.id.clone(),
+        };
+        match self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT) {
+            // A monitor that is gone (pod stopped) has forgotten it already.
+            Ok(()) | Err(Error::NotFound(_)) | Err(Error::Unavailable(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let dir = self.layout.container_dir(&record.id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io_path("remove", &dir, e));
+            }
+            _ => {}
+        }
+        entry
+            .removed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&record.id);
+        self.release_name(&record.name_key(), &record.id);
+        Ok(())
+    }
+
+    /// Reopens a running container's log file (kubelet rotated it).
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let entry = self.entry(id)?;
+        let _op = entry.lock_op();
+        let record = self.refresh_locked(&entry)?;
+        if record.phase != ContainerPhase::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                record.id
+            )));
+        }
+        let request = Request::ReopenLog {
+            container_id: record.id.clone(),
+        };
+        self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)
+    }
+
+    /// Stops every container of a pod now (StopPodSandbox comes next); each is tried, the
+    /// first error is returned.
+    /// A monitor that no longer answers is not an error here: stopping the pod ends it, and
+    /// its containers are then recorded as ended with it.
+    pub fn stop_pod(&self, pod_id: &str) -> Result<()> {
+        let outcomes: Vec<Result<()>> = self
+            .of_pod(pod_id)
+            .iter()
+            .map(|entry| match self.stop_entry(entry, Duration::ZERO) {
+                Err(Error::Unavailable(message)) => {
+                    tracing::warn!(pod_id, %message, "stopping the pod's containers: monitor gone");
+                    Ok(())
+                }
+                other => other,
+            })
+            .collect();
+        outcomes.into_iter().collect()
+    }
+
+    /// Removes every container of a pod (RemovePodSandbox comes next); each is tried.
+    pub fn remove_pod(&self, pod_id: &str) -> Result<()> {
+        let outcomes: Vec<Result<()>> = self
+            .of_pod(pod_id)
+            .iter()
+            .map(|entry| self.remove(&entry.snapshot().id))
+            .collect();
+        outcomes.into_iter().collect()
+    }
+
+    fn of_pod(&self, pod_id: &str) -> Vec<Arc<ContainerEntry>> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.snapshot().pod_id == pod_id)
+            .collect()
+    }
+
+    /// The record brought up to date: a running container whose exit the monitor recorded is
+    /// Exited; one whose pod monitor is gone without recording it exited unseen.
+    pub(super) fn refresh(&self, entry: &ContainerEntry) -> Result<ContainerRecord> {
+        if entry.snapshot().phase != ContainerPhase::Running {
+            return Ok(entry.snapshot());
+        }
+        let _op = entry.lock_op();
+        self.refresh_locked(entry)
+    }
+
+    fn refresh_locked(&self, entry: &ContainerEntry) -> Result<ContainerRecord> {
+        let mut record = entry.snapshot();
+        if record.phase != ContainerPhase::Running || entry.is_removed() {
+            return Ok(record);
+        }
+        let exit_file = self.layout.container_exit(&record.id);
+        let exit = if exit_file.exists() {
+            checkpoint::read::<ExitRecord>(&exit_file)?
+        } else if self.pod_monitor_gone(&record.pod_id) {
+            ExitRecord {
+                exit_code: 137,
+                finished_at: now_nanos(),
+                reason: "Error".into(),
+                message: "the pod's monitor ended before the container did".into(),
+            }
+        } else {
+            return Ok(record);
+        };
+        record.phase = ContainerPhase::Exited;
+        record.exit = Some(exit);
+        self.save(&record)?;
+        entry.replace(record.clone());
+        Ok(record)
+    }
+
+    fn pod_monitor_gone(&self, pod_id: &str) -> bool {
+        self.sandboxes
+            .snapshot(pod_id)
+            .map_or(true, |pod| pod.phase != SandboxPhase::Ready)
+    }
+}
+
+fn linux_not_built(rule: &str) -> Error {
+    Error::Unimplemented(format!(
+        "this container would run as a Linux container ({rule}), and Linux containers are not \
+         built yet; only wasm containers run today"
+    ))
+}

@@ -1,0 +1,159 @@
+//! Containers: the domain logic behind CreateContainer, StartContainer, StopContainer,
+//! RemoveContainer, ContainerStatus, ListContainers and ReopenContainerLog, and the cascade
+//! from StopPodSandbox and RemovePodSandbox. Containers run inside their pod's monitor (wasm
+//! today); this side keeps the records, checkpoints them, and asks the monitor through the
+//! [`MonitorClient`] trait. Everything here is synchronous: the gRPC layer runs it on
+//! blocking threads.
+
+mod lifecycle;
+mod query;
+mod recover;
+pub mod select;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::image::service::Images;
+use crate::monitor::client::MonitorClient;
+use crate::monitor::protocol::Request;
+use crate::sandbox::SandboxManager;
+use crate::store::checkpoint;
+use crate::store::container::ContainerRecord;
+use crate::store::layout::Layout;
+
+/// One container in memory: its record, and a lock serialising operations on it.
+pub struct ContainerEntry {
+    op: Mutex<()>,
+    record: RwLock<ContainerRecord>,
+    removed: AtomicBool,
+}
+
+impl ContainerEntry {
+    fn new(record: ContainerRecord) -> Self {
+        ContainerEntry {
+            op: Mutex::new(()),
+            record: RwLock::new(record),
+            removed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock_op(&self) -> MutexGuard<'_, ()> {
+        self.op.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn snapshot(&self) -> ContainerRecord {
+        self.record
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, record: ContainerRecord) {
+        *self.record.write().unwrap_or_else(|e| e.into_inner()) = record;
+    }
+
+    fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+}
+
+/// Owns every container of the daemon.
+pub struct ContainerManager {
+    config: Arc<Config>,
+    layout: Layout,
+    images: Arc<Images>,
+    sandboxes: Arc<SandboxManager>,
+    monitors: Arc<dyn MonitorClient>,
+    containers: RwLock<HashMap<String, Arc<ContainerEntry>>>,
+    names: Mutex<HashMap<String, String>>,
+}
+
+/// How long a monitor may take to answer a request that does not wait on the guest.
+const MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ContainerManager {
+    /// A manager with no containers yet; call [`ContainerManager::recover`] before serving.
+    pub fn new(
+        config: Arc<Config>,
+        images: Arc<Images>,
+        sandboxes: Arc<SandboxManager>,
+        monitors: Arc<dyn MonitorClient>,
+    ) -> Self {
+        ContainerManager {
+            layout: Layout::new(&config.root, &config.state),
+            config,
+            images,
+            sandboxes,
+            monitors,
+            containers: RwLock::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<ContainerEntry>> {
+        if id.is_empty() {
+            return Err(Error::InvalidArgument("container id is required".into()));
+        }
+        let containers = self.containers.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = containers.get(id) {
+            return Ok(entry.clone());
+        }
+        let mut matches = containers.iter().filter(|(k, _)| k.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some((_, entry)), None) => Ok(entry.clone()),
+            (Some(_), Some(_)) => Err(Error::InvalidArgument(format!(
+                "container id prefix {id:?} is ambiguous"
+            ))),
+            _ => Err(Error::NotFound(format!("container {id:?} not found"))),
+        }
+    }
+
+    fn find(&self, id: &str) -> Result<Option<Arc<ContainerEntry>>> {
+        match self.entry(id) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn entries(&self) -> Vec<Arc<ContainerEntry>> {
+        self.containers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn save(&self, record: &ContainerRecord) -> Result<()> {
+        checkpoint::write(&self.layout.container_checkpoint(&record.id), record)
+    }
+
+    fn ask(&self, pod_id: &str, request: &Request, timeout: Duration) -> Result<()> {
+        let socket = self.layout.monitor_socket(pod_id);
+        self.monitors.request(&socket, request, timeout)
+    }
+
+    fn reserve_name(&self, key: &str, id: &str) -> Result<()> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = names.get(key) {
+            return Err(Error::AlreadyExists(format!(
+                "a container with this name and attempt exists in the pod already: {existing}"
+            )));
+        }
+        names.insert(key.to_string(), id.to_string());
+        Ok(())
+    }
+
+    fn release_name(&self, key: &str, id: &str) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if names.get(key).is_some_and(|owner| owner == id) {
+            names.remove(key);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! ContainerStatus and ListContainers.
+
+use std::collections::HashMap;
+
+use cri_proto::{
+    Container, ContainerFilter, ContainerState, ContainerStatus, ContainerStatusResponse, ImageSpec,
+};
+use serde_json::json;
+
+use super::ContainerManager;
+use crate::error::Result;
+use crate::store::container::{ContainerBackend, ContainerPhase, ContainerRecord};
+
+fn cri_state(phase: ContainerPhase) -> ContainerState {
+    match phase {
+        // A Creating record is not in the index; were it seen, it would not be running yet.
+        ContainerPhase::Creating | ContainerPhase::Created => ContainerState::ContainerCreated,
+        ContainerPhase::Running => ContainerState::ContainerRunning,
+        ContainerPhase::Exited => ContainerState::ContainerExited,
+    }
+}
+
+fn image_spec(record: &ContainerRecord) -> Option<ImageSpec> {
+    record.config.image.clone().map(|i| ImageSpec {
+        image: i.image,
+        ..Default::default()
+    })
+}
+
+fn matches(record: &ContainerRecord, filter: Option<&ContainerFilter>) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    let id_ok = filter.id.is_empty() || record.id.starts_with(&filter.id);
+    let pod_ok =
+        filter.pod_sandbox_id.is_empty() || record.pod_id.starts_with(&filter.pod_sandbox_id);
+    let state_ok = filter
+        .state
+        .as_ref()
+        .is_none_or(|s| s.state == cri_state(record.phase) as i32);
+    let labels_ok = filter
+        .label_selector
+        .iter()
+        .all(|(k, v)| record.config.labels.get(k) == Some(v));
+    id_ok && pod_ok && state_ok && labels_ok
+}
+
+impl ContainerManager {
+    /// The status of one container; `verbose` adds an `info` JSON document.
+    pub fn status(&self, id: &str, verbose: bool) -> Result<ContainerStatusResponse> {
+        let record = self.refresh(&*self.entry(id)?)?;
+        let exit = record.exit.clone().unwrap_or_default();
+        let status = ContainerStatus {
+            id: record.id.clone(),
+            metadata: record.config.metadata.clone(),
+            state: cri_state(record.phase) as i32,
+            created_at: record.created_at,
+            started_at: record.started_at,
+            finished_at: exit.finished_at,
+            exit_code: exit.exit_code,
+            image: image_spec(&record),
+            image_ref: record.image_ref.clone(),
+            image_id: record.image_id.clone(),
+            reason: exit.reason.clone(),
+            message: exit.message.clone(),
+            labels: record.config.labels.clone(),
+            annotations: record.config.annotations.clone(),
+            mounts: record.config.mounts.clone(),
+            log_path: record
+                .log_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            resources: None,
+            user: None,
+        };
+        let info = if verbose {
+            let ContainerBackend::Wasm { launch } = &record.backend;
+            let value = json!({
+                "backend": "wasm",
+                "selectedBy": record.selected_by,
+                "podSandboxId": record.pod_id,
+                "launch": launch,
+                "phase": record.phase,
+            });
+            HashMap::from([("info".to_string(), value.to_string())])
+        } else {
+            HashMap::new()
+        };
+        Ok(ContainerStatusResponse {
+            status: Some(status),
+            info,
+        })
+    }
+
+    /// Every container that passes `filter`, newest first.
+    pub fn list(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {
+        let mut records: Vec<ContainerRecord> = self
+            .entries()
+            .iter()
+            .filter_map(|entry| self.refresh(entry).ok())
+            .filter(|record| matches(record, filter))
+            .collect();
+        records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        records
+            .into_iter()
+            .map(|record| Container {
+                id: record.id.clone(),
+                pod_sandbox_id: record.pod_id.clone(),
+                metadata: record.config.metadata.clone(),
+                image: image_spec(&record),
+                image_ref: record.image_ref.clone(),
+                image_id: record.image_id.clone(),
+                state: cri_state(record.phase) as i32,
+                created_at: record.created_at,
+                labels: record.config.labels.clone(),
+                annotations: record.config.annotations.clone(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,41 @@
+//! Sending container requests to a pod's monitor, with its answers turned into crishim errors.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::monitor::protocol::{RefusalCode, Request, Response, call};
+
+/// Talks to pod monitors; the real one over their control sockets.
+pub trait MonitorClient: Send + Sync {
+    /// Sends `request` to the monitor on `socket` and waits up to `timeout` for its answer.
+    fn request(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<()>;
+}
+
+/// The real client.
+pub struct SocketMonitorClient;
+
+impl MonitorClient for SocketMonitorClient {
+    fn request(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<()> {
+        let response = call(socket, request, timeout).map_err(|e| {
+            Error::Unavailable(format!(
+                "the pod's monitor at {} did not answer: {e}",
+                socket.display()
+            ))
+        })?;
+        outcome(response)
+    }
+}
+
+/// A monitor's answer as a result.
+pub fn outcome(response: Response) -> Result<()> {
+    match response {
+        Response::Done | Response::Pong { .. } => Ok(()),
+        Response::Failed { message } => Err(Error::Internal(message)),
+        Response::Refused { code, message } => Err(match code {
+            RefusalCode::Invalid => Error::InvalidArgument(message),
+            RefusalCode::State => Error::FailedPrecondition(message),
+            RefusalCode::Unknown => Error::NotFound(message),
+        }),
+    }
+}

@@ -1,0 +1,216 @@
+//! The containers a monitor runs. Wasm containers run on threads of the monitor itself; each
+//! records its own exit to disk (atomically) when it ends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::logs::CriLog;
+use crate::runtime::wasm::host::{PrepareError, Prepared, WasmHost};
+use crate::runtime::wasm::launch::WasmLaunch;
+use crate::store::checkpoint;
+
+/// Why a container operation failed, as the daemon maps it to a gRPC status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerError {
+    /// What the container asks for cannot run (InvalidArgument).
+    Invalid(String),
+    /// The container is not in a state that allows it (FailedPrecondition).
+    State(String),
+    /// The monitor has no such container (NotFound).
+    Unknown(String),
+    /// Something on the host failed (Internal).
+    Host(String),
+}
+
+/// Set once by the container's thread when it has ended and its exit is on disk.
+#[derive(Default)]
+struct Ended {
+    done: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Ended {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.signal.notify_all();
+    }
+
+    /// True when ended within `timeout`.
+    fn wait(&self, timeout: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (done, _) = self
+            .signal
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *done
+    }
+}
+
+enum Phase {
+    Created,
+    Running,
+}
+
+struct Slot {
+    launch: WasmLaunch,
+    prepared: Prepared,
+    log: Arc<Mutex<CriLog>>,
+    stop: Arc<AtomicBool>,
+    ended: Arc<Ended>,
+    phase: Phase,
+}
+
+/// The monitor's container table.
+#[derive(Default)]
+pub struct PodContainers {
+    wasm: OnceLock<Result<Arc<WasmHost>, String>>,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+/// How long a stopped container may take to notice its interruption.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
+
+impl PodContainers {
+    fn wasm(&self) -> Result<Arc<WasmHost>, ContainerError> {
+        self.wasm
+            .get_or_init(|| WasmHost::new().map(Arc::new).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(ContainerError::Host)
+    }
+
+    /// Loads and checks a wasm container and opens its log; it runs on [`Self::start`].
+    pub fn create_wasm(&self, launch: WasmLaunch) -> Result<(), ContainerError> {
+        let host = self.wasm()?;
+        let prepared = host.prepare(&launch).map_err(|e| match e {
+            PrepareError::Invalid(m) => ContainerError::Invalid(m),
+            PrepareError::Host(m) => ContainerError::Host(m),
+        })?;
+        let log = CriLog::open(launch.log_path.as_deref())
+            .map_err(|e| ContainerError::Host(e.to_string()))?;
+        let mut slots = self.lock();
+        if slots.contains_key(&launch.container_id) {
+            return Err(ContainerError::State(format!(
+                "container {} exists already",
+                launch.container_id
+            )));
+        }
+        slots.insert(
+            launch.container_id.clone(),
+            Slot {
+                launch,
+                prepared,
+                log: Arc::new(Mutex::new(log)),
+                stop: Arc::new(AtomicBool::new(false)),
+                ended: Arc::new(Ended::default()),
+                phase: Phase::Created,
+            },
+        );
+        Ok(())
+    }
+
+    /// Starts a created container on a thread of its own.
+    pub fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let host = self.wasm()?;
+        let mut slots = self.lock();
+        let slot = slots.get_mut(id).ok_or_else(|| unknown(id))?;
+        if !matches!(slot.phase, Phase::Created) {
+            return Err(ContainerError::State(format!(
+                "container {id} was started already"
+            )));
+        }
+        let (prepared, launch, log, stop, ended) = (
+            slot.prepared.clone(),
+            slot.launch.clone(),
+            slot.log.clone(),
+            slot.stop.clone(),
+            slot.ended.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("wasm-{}", &id[..id.len().min(12)]))
+            .spawn(move || {
+                let exit = host.run(&prepared, &launch, log, stop);
+                if let Err(e) = checkpoint::write(&launch.exit_file, &exit) {
+                    eprintln!(
+                        "container {}: cannot record its exit: {e}",
+                        launch.container_id
+                    );
+                }
+                ended.set();
+            })
+            .map_err(|e| ContainerError::Host(format!("start a thread for {id}: {e}")))?;
+        slot.phase = Phase::Running;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the container to end, then interrupts it. A container that
+    /// is not running is stopped already.
+    pub fn stop(&self, id: &str, timeout: Duration) -> Result<(), ContainerError> {
+        let (stop, ended) = {
+            let slots = self.lock();
+            let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+            if !matches!(slot.phase, Phase::Running) {
+                return Ok(());
+            }
+            (slot.stop.clone(), slot.ended.clone())
+        };
+        if ended.wait(timeout) {
+            return Ok(());
+        }
+        stop.store(true, Ordering::SeqCst);
+        self.wasm()?.interrupt();
+        if ended.wait(INTERRUPT_GRACE) {
+            Ok(())
+        } else {
+            Err(ContainerError::Host(format!(
+                "container {id} did not stop within {} s of its interruption (it is blocked in a host call)",
+                INTERRUPT_GRACE.as_secs()
+            )))
+        }
+    }
+
+    /// Forgets a container that is not running (a running one must be stopped first).
+    pub fn remove(&self, id: &str) -> Result<(), ContainerError> {
+        let mut slots = self.lock();
+        if let Some(slot) = slots.get(id)
+            && matches!(slot.phase, Phase::Running)
+            && !slot.ended.wait(Duration::ZERO)
+        {
+            return Err(ContainerError::State(format!("container {id} is running")));
+        }
+        slots.remove(id);
+        Ok(())
+    }
+
+    /// Reopens a running container's log file at its path.
+    pub fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let slots = self.lock();
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        if !matches!(slot.phase, Phase::Running) || slot.ended.wait(Duration::ZERO) {
+            return Err(ContainerError::State(format!(
+                "container {id} is not running"
+            )));
+        }
+        let result = slot.log.lock().unwrap_or_else(|e| e.into_inner()).reopen();
+        result.map_err(|e| ContainerError::Host(e.to_string()))
+    }
+
+    /// Interrupts every running container and waits for their exits to be recorded.
+    pub fn stop_all(&self) {
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.stop(&id, Duration::ZERO) {
+                eprintln!("stopping {id}: {e:?}");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn unknown(id: &str) -> ContainerError {
+    ContainerError::Unknown(format!("the pod's monitor has no container {id}"))
+}

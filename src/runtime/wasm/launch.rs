@@ -1,0 +1,55 @@
+//! What the daemon tells a pod's monitor to run as a wasm container, and what the monitor
+//! records when it ends. Both cross the monitor's control socket or the disk as JSON.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::wasm::binary::WasmBinary;
+
+/// A directory the guest sees (a WASI preopen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preopen {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Path in the guest.
+    pub guest: String,
+    /// Writes are refused.
+    pub readonly: bool,
+}
+
+/// Everything a monitor needs to create and run one wasm container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WasmLaunch {
+    /// Container id.
+    pub container_id: String,
+    /// The artifact precompiled at pull (`.cwasm`).
+    pub artifact: PathBuf,
+    /// Core module or component.
+    pub binary: WasmBinary,
+    /// argv, argv[0] first.
+    pub argv: Vec<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Directories the guest sees.
+    pub preopens: Vec<Preopen>,
+    /// Most bytes of linear memory the container's Store may hold in all.
+    pub memory_limit: Option<u64>,
+    /// The CRI log file; None discards output.
+    pub log_path: Option<PathBuf>,
+    /// Where the exit is recorded.
+    pub exit_file: PathBuf,
+}
+
+/// How a container ended, written atomically by the monitor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code: the guest's, 134 for a trap, 137 when stopped or over its memory limit.
+    pub exit_code: i32,
+    /// Unix nanoseconds.
+    pub finished_at: i64,
+    /// Completed, Error or OOMKilled.
+    pub reason: String,
+    /// What happened, for people (the trap, the limit).
+    pub message: String,
+}

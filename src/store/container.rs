@@ -1,0 +1,80 @@
+//! The container record: what a container is, where it stands, and how it ended.
+
+use std::path::PathBuf;
+
+use cri_proto::ContainerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
+
+/// Version of the container checkpoint format written by this build.
+pub const CONTAINER_CHECKPOINT_VERSION: u32 = 1;
+
+/// Where a container stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerPhase {
+    /// CreateContainer is under way; a record left so by a crash is undone at recovery.
+    Creating,
+    /// Created, not started.
+    Created,
+    /// Started; its end is recorded in its exit file.
+    Running,
+    /// Ended.
+    Exited,
+}
+
+/// How the container runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ContainerBackend {
+    /// A wasm module or component in the pod's monitor.
+    Wasm {
+        /// What the monitor was told to run.
+        launch: WasmLaunch,
+    },
+}
+
+/// One container, as checkpointed to `containers/<id>/state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Checkpoint format version.
+    pub version: u32,
+    /// The container id (64 hex digits).
+    pub id: String,
+    /// Its pod sandbox.
+    pub pod_id: String,
+    /// The config kubelet sent, kept whole.
+    pub config: ContainerConfig,
+    /// The image id (config digest).
+    pub image_id: String,
+    /// The image's repo digest (`name@sha256:...`), empty when it has none.
+    pub image_ref: String,
+    /// How it runs.
+    pub backend: ContainerBackend,
+    /// Why that backend was chosen (the selection rule that matched).
+    pub selected_by: String,
+    /// Where it stands.
+    pub phase: ContainerPhase,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    /// Unix nanoseconds; 0 before it started.
+    pub started_at: i64,
+    /// The CRI log file, if the pod and container name one.
+    pub log_path: Option<PathBuf>,
+    /// How it ended, once it has.
+    pub exit: Option<ExitRecord>,
+}
+
+impl ContainerRecord {
+    /// The key that must be unique among a pod's containers: name and attempt.
+    pub fn name_key(&self) -> String {
+        name_key(&self.pod_id, &self.config)
+    }
+}
+
+/// The uniqueness key of a container config in pod `pod_id`.
+pub fn name_key(pod_id: &str, config: &ContainerConfig) -> String {
+    let m = config.metadata.clone().unwrap_or_default();
+    format!("{pod_id}/{}/{}", m.name, m.attempt)
+}
