@@ -408,6 +408,36 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
             .unwrap();
     }
     assert_eq!(env_.status(&second).await.exit_code, 137);
+
+    // A guest waiting in a host call (a sleep) has the call cancelled.
+    let sleepy = env_
+        .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
+        .await;
+    let logs = env_.logs.join("sleepy/0.log");
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&logs)
+            .is_empty())
+        .await
+    );
+    let started = std::time::Instant::now();
+    env_.client
+        .stop_container(StopContainerRequest {
+            container_id: sleepy.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let status = env_.status(&sleepy).await;
+    assert_eq!(
+        (status.exit_code, status.message.as_str()),
+        (137, "stopped by StopContainer")
+    );
+    assert!(log_lines(&logs).len() < 20, "it did not run to its end");
 }
 
 #[tokio::test]

@@ -2,12 +2,11 @@
 //! records its own exit to disk (atomically) when it ends.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::logs::CriLog;
-use crate::runtime::wasm::host::{PrepareError, Prepared, WasmHost};
+use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
 use crate::runtime::wasm::launch::WasmLaunch;
 use crate::store::checkpoint;
 
@@ -57,7 +56,7 @@ struct Slot {
     launch: WasmLaunch,
     prepared: Prepared,
     log: Arc<Mutex<CriLog>>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     ended: Arc<Ended>,
     phase: Phase,
 }
@@ -102,7 +101,7 @@ impl PodContainers {
                 launch,
                 prepared,
                 log: Arc::new(Mutex::new(log)),
-                stop: Arc::new(AtomicBool::new(false)),
+                stop: Arc::new(StopSignal::default()),
                 ended: Arc::new(Ended::default()),
                 phase: Phase::Created,
             },
@@ -158,7 +157,7 @@ impl PodContainers {
         if ended.wait(timeout) {
             return Ok(());
         }
-        stop.store(true, Ordering::SeqCst);
+        stop.stop();
         self.wasm()?.interrupt();
         if ended.wait(INTERRUPT_GRACE) {
             Ok(())

@@ -14,7 +14,7 @@ use wasmtime::{
     Store, UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::logs::{CriLog, LogStream};
@@ -123,12 +123,12 @@ impl WasmHost {
         let host = |e: wasmtime::Error| PrepareError::Host(format!("{e:#}"));
         let engine = Engine::new(&config).map_err(host)?;
         let mut module_linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut module_linker, |s: &mut ModuleState| {
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| {
             &mut s.wasi
         })
         .map_err(host)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut component_linker).map_err(host)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(host)?;
         Ok(WasmHost {
             engine,
             module_linker,
@@ -203,60 +203,87 @@ impl WasmHost {
     }
 
     /// Runs a prepared container to its end on the calling thread and says how it ended.
-    /// `stop` set (followed by [`WasmHost::interrupt`]) stops it at its next epoch check.
+    /// [`StopSignal::stop`] ends it: a guest computing traps at its next epoch check, one
+    /// waiting in a host call has that call cancelled.
     pub fn run(
         &self,
         prepared: &Prepared,
         launch: &WasmLaunch,
         log: Arc<Mutex<CriLog>>,
-        stop: Arc<AtomicBool>,
+        stop: Arc<StopSignal>,
     ) -> ExitRecord {
         let exceeded = Arc::new(Mutex::new(None));
         let limits = MemoryLimit {
             limit: launch.memory_limit,
             exceeded: exceeded.clone(),
         };
-        let outcome = match self.wasi(launch, &log) {
-            Err(message) => Err(wasmtime::format_err!(message)),
-            Ok(mut builder) => match prepared {
-                Prepared::Module(pre) => {
-                    let state = ModuleState {
-                        wasi: builder.build_p1(),
-                        limits,
-                    };
-                    let mut store = Store::new(&self.engine, state);
-                    store.limiter(|s| &mut s.limits);
-                    watch_stop(&mut store, stop.clone());
-                    pre.instantiate(&mut store).and_then(|instance| {
-                        instance
-                            .get_typed_func::<(), ()>(&mut store, "_start")?
-                            .call(&mut store, ())
-                    })
+        let outcome = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Err(e) => Err(wasmtime::format_err!(
+                "start the container's async runtime: {e}"
+            )),
+            Ok(runtime) => runtime.block_on(async {
+                tokio::select! {
+                    outcome = self.execute(prepared, launch, &log, limits, &stop) => outcome,
+                    () = stop.notify.notified() => {
+                        Err(wasmtime::format_err!("stopped by StopContainer"))
+                    }
                 }
-                Prepared::Component(pre) => {
-                    let state = ComponentState {
-                        wasi: builder.build(),
-                        table: ResourceTable::new(),
-                        limits,
-                    };
-                    let mut store = Store::new(&self.engine, state);
-                    store.limiter(|s| &mut s.limits);
-                    watch_stop(&mut store, stop.clone());
-                    pre.instantiate(&mut store).and_then(|command| {
-                        command
-                            .wasi_cli_run()
-                            .call_run(&mut store)?
-                            .map_err(|()| wasmtime::Error::new(I32Exit(1)))
-                    })
-                }
-            },
+            }),
         };
         let _ = log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .flush_partial();
         let exceeded = exceeded.lock().unwrap_or_else(|e| e.into_inner()).take();
-        ending(outcome, exceeded, stop.load(Ordering::SeqCst))
+        ending(outcome, exceeded, stop.flag.load(Ordering::SeqCst))
+    }
+
+    async fn execute(
+        &self,
+        prepared: &Prepared,
+        launch: &WasmLaunch,
+        log: &Arc<Mutex<CriLog>>,
+        limits: MemoryLimit,
+        stop: &Arc<StopSignal>,
+    ) -> wasmtime::Result<()> {
+        let mut builder = self
+            .wasi(launch, log)
+            .map_err(|m| wasmtime::format_err!(m))?;
+        match prepared {
+            Prepared::Module(pre) => {
+                let state = ModuleState {
+                    wasi: builder.build_p1(),
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                watch_stop(&mut store, stop.clone());
+                let instance = pre.instantiate_async(&mut store).await?;
+                instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")?
+                    .call_async(&mut store, ())
+                    .await
+            }
+            Prepared::Component(pre) => {
+                let state = ComponentState {
+                    wasi: builder.build(),
+                    table: ResourceTable::new(),
+                    limits,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                watch_stop(&mut store, stop.clone());
+                let command = pre.instantiate_async(&mut store).await?;
+                command
+                    .wasi_cli_run()
+                    .call_run(&mut store)
+                    .await?
+                    .map_err(|()| wasmtime::Error::new(I32Exit(1)))
+            }
+        }
     }
 
     fn wasi(
@@ -292,11 +319,27 @@ impl WasmHost {
     }
 }
 
+/// Tells one running container to stop.
+#[derive(Default)]
+pub struct StopSignal {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl StopSignal {
+    /// Asks the container to stop; [`WasmHost::interrupt`] must follow for a guest that is
+    /// computing to notice.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+}
+
 /// Each Store checks its own flag at every epoch tick: set, it traps; otherwise it goes on.
-fn watch_stop<T>(store: &mut Store<T>, stop: Arc<AtomicBool>) {
+fn watch_stop<T>(store: &mut Store<T>, stop: Arc<StopSignal>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if stop.load(Ordering::SeqCst) {
+        if stop.flag.load(Ordering::SeqCst) {
             Err(wasmtime::format_err!("stopped by StopContainer"))
         } else {
             Ok(UpdateDeadline::Continue(1))
