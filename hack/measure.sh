@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Measures crishim with its own load generator: sandbox lifecycle latencies, daemon RSS idle
-# and with N idle pods, and monitor PSS per idle pod. Starts a private daemon in a temp dir
+# and with N idle pods, monitor PSS per idle pod, wasm containers (create+start, run to
+# completion, pod creation to exit, memory per idle wasm pod, from a registry on 127.0.0.1),
+# and pod sandboxes on a bridge CNI network. Starts a private daemon in a temp dir
 # and stops it (by PID) at the end. Needs root. Usage: sudo hack/measure.sh [pods (100)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ cni_daemon=
 cleanup() {
   for pid in $daemon $cni_daemon; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   ip link del crimeasure0 2>/dev/null || true
+  [ -f "$dir/registry/registry.pid" ] && bash hack/registry.sh stop "$dir/registry"
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -41,6 +44,36 @@ for pid in $(pgrep -f "crishim monitor --pod-id" || true); do
   fi
 done
 echo "monitors: $n, PSS total ${total} KiB, per pod $((total / (n > 0 ? n : 1))) KiB"
+wait "$bench_pid"
+
+monitors_pss() {
+  local total=0 n=0
+  for pid in $(pgrep -f "crishim monitor --pod-id" || true); do
+    if grep -q "$dir" "/proc/$pid/cmdline" 2>/dev/null; then
+      total=$((total + $(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup"))); n=$((n + 1))
+    fi
+  done
+  echo "monitors: $n, PSS total ${total} KiB, per pod $((total / (n > 0 ? n : 1))) KiB"
+}
+
+echo "== wasm containers (the probe module from hack/testimages/wat/probe.wat)"
+registry=$(bash hack/registry.sh start "$dir/registry" 0)
+target/release/crishim-testimages --registry "$registry" --image wasm-probe >/dev/null
+probe="$registry/test/wasm-probe:latest"
+echo "-- run to completion of a module that prints a line, concurrency 1 and 4"
+$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 300 -c 1
+$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 1000 -c 4
+echo "-- pod creation to the module's exit, concurrency 1"
+$bench --endpoint "$endpoint" --scenario pod-to-exit --image "$probe" -n 100 -c 1
+echo "-- $pods idle wasm pods (a guest sleeping in poll_oneoff)"
+rm -f "$dir/ready"
+$bench --endpoint "$endpoint" --scenario idle-container-pods --image "$probe" --arg idle -n "$pods" -c 2 \
+  --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle-wasm.txt" &
+bench_pid=$!
+for _ in $(seq 1200); do [ -f "$dir/ready" ] && break; sleep 0.05; done
+sleep 1
+echo "daemon RSS with $(cat "$dir/ready") wasm pods: $(rss "$daemon") KiB"
+monitors_pss
 wait "$bench_pid"
 
 echo "== sandbox lifecycle with bridge CNI (bridge + host-local + portmap + loopback), concurrency 1"

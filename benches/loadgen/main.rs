@@ -9,6 +9,13 @@
 //!   `--hold-secs` (measure memory meanwhile), then stops and removes them.
 //! - `pull`: PullImage then RemoveImage of `--image`, `--count` times one after the other
 //!   (each pull starts from an empty store: download, verify, unpack).
+//! - `container-run`: in one pod, `--count` containers of `--image` (pulled first) with
+//!   `--arg`s: CreateContainer, StartContainer, ContainerStatus until it exits, RemoveContainer;
+//!   reports Create+Start and RunToExit (create to exit seen) latencies and containers/s.
+//! - `pod-to-exit`: `--count` times: RunPodSandbox, then one container of `--image` run to its
+//!   exit (PodToExit: from RunPodSandbox to the exit seen); then the pod is removed.
+//! - `idle-container-pods`: like `idle-pods`, each pod also running one container of `--image`
+//!   with `--arg`s (a guest that stays up), to measure memory per pod.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,9 +56,12 @@ struct Args {
     /// Run the pods with the host network (no CNI involved on any runtime).
     #[arg(long)]
     host_network: bool,
-    /// pull: the image to pull.
+    /// pull and container scenarios: the image.
     #[arg(long)]
     image: Option<String>,
+    /// Container scenarios: the container's args (repeat for several).
+    #[arg(long = "arg")]
+    args: Vec<String>,
     /// pull: keep the image after the last pull (to measure its disk use).
     #[arg(long)]
     keep: bool,
@@ -72,6 +82,9 @@ enum Scenario {
     SandboxLifecycle,
     IdlePods,
     Pull,
+    ContainerRun,
+    PodToExit,
+    IdleContainerPods,
 }
 
 /// Latencies of one RPC, in seconds.
@@ -129,6 +142,23 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// Adds one measured span that is not a single RPC (e.g. create to exit).
+    async fn record(&self, name: &'static str, elapsed: Duration) {
+        self.samples
+            .lock()
+            .await
+            .entry(name)
+            .or_default()
+            .0
+            .push(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failure that is not an RPC error.
+    async fn fail(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.first_error.lock().await.get_or_insert(what);
+    }
+
     /// Times one call; an error is counted and the first one kept for the report.
     async fn time<T>(
         &self,
@@ -219,6 +249,87 @@ async fn stop_and_remove(client: &mut RuntimeServiceClient<Channel>, rec: &Recor
     };
     rec.time("RemovePodSandbox", client.remove_pod_sandbox(remove))
         .await;
+}
+
+fn container_config(args: &Args, name: String) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name, attempt: 0 }),
+        image: Some(ImageSpec {
+            image: args.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        args: args.args.clone(),
+        ..Default::default()
+    }
+}
+
+/// CreateContainer + StartContainer; records their sum as "Create+Start".
+async fn start_container(
+    client: &mut RuntimeServiceClient<Channel>,
+    rec: &Recorder,
+    args: &Args,
+    pod_id: &str,
+    name: String,
+) -> Option<String> {
+    let started = Instant::now();
+    let create = CreateContainerRequest {
+        pod_sandbox_id: pod_id.to_string(),
+        config: Some(container_config(args, name)),
+        sandbox_config: None,
+    };
+    let id = rec
+        .time("CreateContainer", client.create_container(create))
+        .await?
+        .container_id;
+    let start = StartContainerRequest {
+        container_id: id.clone(),
+    };
+    rec.time("StartContainer", client.start_container(start))
+        .await?;
+    rec.record("Create+Start", started.elapsed()).await;
+    Some(id)
+}
+
+/// Polls ContainerStatus until the container has exited (at most a minute); false otherwise.
+async fn wait_exited(client: &mut RuntimeServiceClient<Channel>, id: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let request = ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: false,
+        };
+        let exited = client.container_status(request).await.ok().and_then(|r| {
+            r.into_inner()
+                .status
+                .map(|s| s.state == ContainerState::ContainerExited as i32)
+        });
+        if exited == Some(true) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    false
+}
+
+/// Pulls `--image` once, for the container scenarios.
+async fn pull_image(channel: Channel, args: &Args) -> Result<(), String> {
+    let image = args
+        .image
+        .clone()
+        .ok_or("the container scenarios need --image")?;
+    let pull = PullImageRequest {
+        image: Some(ImageSpec {
+            image,
+            ..Default::default()
+        }),
+        auth: None,
+        sandbox_config: None,
+    };
+    ImageServiceClient::new(channel)
+        .pull_image(pull)
+        .await
+        .map(drop)
+        .map_err(|e| format!("PullImage: {}", e.message()))
 }
 
 /// Runs `per_pod` for pod indexes 0..count, `concurrency` at a time, each worker on its own
@@ -313,6 +424,17 @@ async fn main() -> ExitCode {
             }
             wall
         }
+        Scenario::ContainerRun | Scenario::PodToExit | Scenario::IdleContainerPods => {
+            if let Err(e) = pull_image(channel.clone(), &args).await {
+                eprintln!("crishim-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+            match args.scenario {
+                Scenario::ContainerRun => container_run(&args, channel, rec.clone(), run_id).await,
+                Scenario::PodToExit => pod_to_exit(&args, channel, rec.clone(), run_id).await,
+                _ => idle_container_pods(&args, channel, rec.clone(), run_id).await,
+            }
+        }
         Scenario::Pull => {
             let Some(image) = args.image.clone() else {
                 eprintln!("crishim-bench: the pull scenario needs --image");
@@ -370,6 +492,95 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+async fn container_run(args: &Args, channel: Channel, rec: Arc<Recorder>, run_id: u32) -> Duration {
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let Some(pod) = run_pod(&mut client, &rec, args, run_id, 0).await else {
+        return Duration::ZERO;
+    };
+    let (rec2, args2, pod2) = (rec.clone(), args.clone(), pod.clone());
+    let wall = drive(args, channel, move |mut client, i| {
+        let (rec, args, pod) = (rec2.clone(), args2.clone(), pod2.clone());
+        async move {
+            let started = Instant::now();
+            let name = format!("bench-{i}");
+            let Some(id) = start_container(&mut client, &rec, &args, &pod, name).await else {
+                return;
+            };
+            if !wait_exited(&mut client, &id).await {
+                rec.fail(format!("container {id} did not exit")).await;
+                return;
+            }
+            rec.record("RunToExit", started.elapsed()).await;
+            let remove = RemoveContainerRequest { container_id: id };
+            rec.time("RemoveContainer", client.remove_container(remove))
+                .await;
+        }
+    })
+    .await;
+    stop_and_remove(&mut client, &rec, &pod).await;
+    wall
+}
+
+async fn pod_to_exit(args: &Args, channel: Channel, rec: Arc<Recorder>, run_id: u32) -> Duration {
+    let (rec2, args2) = (rec.clone(), args.clone());
+    drive(args, channel, move |mut client, i| {
+        let (rec, args) = (rec2.clone(), args2.clone());
+        async move {
+            let started = Instant::now();
+            let Some(pod) = run_pod(&mut client, &rec, &args, run_id, i).await else {
+                return;
+            };
+            let name = "bench".to_string();
+            if let Some(id) = start_container(&mut client, &rec, &args, &pod, name).await {
+                if wait_exited(&mut client, &id).await {
+                    rec.record("PodToExit", started.elapsed()).await;
+                } else {
+                    rec.fail(format!("container {id} did not exit")).await;
+                }
+            }
+            stop_and_remove(&mut client, &rec, &pod).await;
+        }
+    })
+    .await
+}
+
+async fn idle_container_pods(
+    args: &Args,
+    channel: Channel,
+    rec: Arc<Recorder>,
+    run_id: u32,
+) -> Duration {
+    let pods = Arc::new(Mutex::new(Vec::new()));
+    let (rec2, args2, pods2) = (rec.clone(), args.clone(), pods.clone());
+    let wall = drive(args, channel.clone(), move |mut client, i| {
+        let (rec, args, pods) = (rec2.clone(), args2.clone(), pods2.clone());
+        async move {
+            let Some(pod) = run_pod(&mut client, &rec, &args, run_id, i).await else {
+                return;
+            };
+            let name = "idle".to_string();
+            if start_container(&mut client, &rec, &args, &pod, name).await.is_some() {
+                pods.lock().await.push(pod);
+            }
+        }
+    })
+    .await;
+    if let Some(file) = &args.ready_file {
+        let _ = std::fs::write(file, format!("{}\n", pods.lock().await.len()));
+    }
+    eprintln!(
+        "crishim-bench: {} pods with a running container; holding them {}s",
+        pods.lock().await.len(),
+        args.hold_secs
+    );
+    tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    let mut client = RuntimeServiceClient::new(channel);
+    for pod in pods.lock().await.iter() {
+        stop_and_remove(&mut client, &rec, pod).await;
+    }
+    wall
 }
 
 fn print_table(report: &Report) {

@@ -5,6 +5,7 @@
 ;;   loop    a line, then loop forever           write  create out.txt in the first preopen
 ;;   partial print text without a newline
 ;;   sleepy  20 times: a line, then sleep 100 ms (poll_oneoff); then exit 7
+;;   idle    sleep 100 ms at a time, forever, silently
 ;;   (anything else: exit 2)
 ;; `write` exits 10 + the WASI errno when it cannot create or write the file.
 (module
@@ -114,4 +115,9 @@
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $tick (i32.lt_u (local.get $i) (i32.const 20))))
         (call $proc_exit (i32.const 7))))
+    (if (i32.eq (local.get $cmd) (i32.const 105)) ;; i
+      (then
+        (loop $forever
+          (call $nap)
+          (br $forever))))
     (call $proc_exit (i32.const 2))))
