@@ -561,7 +561,10 @@ async fn idle_container_pods(
                 return;
             };
             let name = "idle".to_string();
-            if start_container(&mut client, &rec, &args, &pod, name).await.is_some() {
+            if start_container(&mut client, &rec, &args, &pod, name)
+                .await
+                .is_some()
+            {
                 pods.lock().await.push(pod);
             }
         }
