@@ -117,7 +117,8 @@ impl ContainerManager {
     }
 
     fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
-        self.save(&record)?;
+        // The Creating marker lets recovery undo a create that a daemon crash cut short.
+        self.save_unsynced(&record)?;
         let ContainerBackend::Wasm { launch } = &record.backend;
         let created = self.ask(
             &record.pod_id,
@@ -128,7 +129,7 @@ impl ContainerManager {
         );
         let saved = created.and_then(|()| {
             record.phase = ContainerPhase::Created;
-            self.save(&record)
+            self.save_unsynced(&record)
         });
         if let Err(e) = saved {
             self.undo_create(&record);
@@ -220,7 +221,7 @@ impl ContainerManager {
         self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)?;
         record.phase = ContainerPhase::Running;
         record.started_at = now_nanos();
-        self.save(&record)?;
+        self.save_unsynced(&record)?;
         entry.replace(record);
         Ok(())
     }

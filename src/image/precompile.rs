@@ -73,14 +73,18 @@ impl Precompiler {
                 continue;
             }
             let path = store.layout().precompiled(&layer.digest, &self.key);
-            let bytes = store.read_blob(&layer.digest)?;
-            let kind = binary::detect(&bytes).ok_or_else(|| {
+            let blob = store.layout().blob(&layer.digest);
+            let file = std::fs::File::open(&blob).with_path("open blob", &blob)?;
+            let (kind, bytes) = self.read_unless_compiled(&path, file, &blob)?;
+            let kind = kind.ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "layer {} of {} is not a wasm module or component",
                     layer.digest, image.id
                 ))
             })?;
-            self.compile_to(&path, &layer.digest, kind, &bytes)?;
+            if let Some(bytes) = bytes {
+                self.compile_to(&path, &layer.digest, kind, &bytes)?;
+            }
             done.push(Precompiled {
                 layer: layer.digest.clone(),
                 binary: kind,
@@ -89,25 +93,13 @@ impl Precompiler {
         }
         if done.is_empty() {
             // A wasi/wasm platform image with tar layers: its module is the program file.
-            let (layer, bytes) = program_from_layers(store, image)?.ok_or_else(|| {
+            let program = self.program_artifact(store, image)?.ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "wasm image {} has no module: no wasm layer, and its program {:?} is not a file in its layers",
+                    "wasm image {} has no module: no wasm layer, and its program {:?} is not a wasm file in its layers",
                     image.id, image.program
                 ))
             })?;
-            let kind = binary::detect(&bytes).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "the program {:?} of wasm image {} is not a wasm module or component",
-                    image.program, image.id
-                ))
-            })?;
-            let path = store.layout().precompiled(&layer, &self.key);
-            self.compile_to(&path, &layer, kind, &bytes)?;
-            done.push(Precompiled {
-                layer,
-                binary: kind,
-                path,
-            });
+            done.push(program);
         }
         Ok(done)
     }
@@ -119,21 +111,50 @@ impl Precompiler {
         store: &ImageStore,
         image: &ImageRecord,
     ) -> Result<Option<Precompiled>> {
-        let Some((layer, bytes)) = program_from_layers(store, image)? else {
+        let Some((layer, file)) = program_from_layers(store, image)? else {
             return Ok(None);
         };
-        let Some(kind) = binary::detect(&bytes) else {
-            return Ok(None);
-        };
-        let dir = store.layout().wasm_dir();
-        std::fs::create_dir_all(&dir).with_path("create", &dir)?;
+        let what = Path::new(image.program.as_deref().unwrap_or_default());
         let path = store.layout().precompiled(&layer, &self.key);
-        self.compile_to(&path, &layer, kind, &bytes)?;
+        let (kind, bytes) = self.read_unless_compiled(&path, file, what)?;
+        let Some(kind) = kind else {
+            return Ok(None);
+        };
+        if let Some(bytes) = bytes {
+            let dir = store.layout().wasm_dir();
+            std::fs::create_dir_all(&dir).with_path("create", &dir)?;
+            self.compile_to(&path, &layer, kind, &bytes)?;
+        }
         Ok(Some(Precompiled {
             layer,
             binary: kind,
             path,
         }))
+    }
+
+    /// The kind of the wasm in `file` (None: not wasm), and its bytes when `compiled` does
+    /// not exist yet; only the header is read when it does (every CreateContainer asks).
+    fn read_unless_compiled(
+        &self,
+        compiled: &Path,
+        mut file: std::fs::File,
+        what: &Path,
+    ) -> Result<(Option<WasmBinary>, Option<Vec<u8>>)> {
+        use std::io::Read;
+        if compiled.exists() {
+            let mut head = [0u8; 8];
+            let mut read = 0;
+            while read < head.len() {
+                match file.read(&mut head[read..]).with_path("read", what)? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            return Ok((binary::detect(&head[..read]), None));
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).with_path("read", what)?;
+        Ok((binary::detect(&bytes), Some(bytes)))
     }
 
     /// Compiles `bytes` into `path` unless it is there already.
@@ -157,11 +178,11 @@ impl Precompiler {
 }
 
 /// The image's program file from the top-most unpacked layer that has it, resolved inside
-/// that layer; a whiteout above hides it. Returns the layer's digest and the file's bytes.
+/// that layer; a whiteout above hides it. Returns the layer's digest and the open file.
 fn program_from_layers(
     store: &ImageStore,
     image: &ImageRecord,
-) -> Result<Option<(String, Vec<u8>)>> {
+) -> Result<Option<(String, std::fs::File)>> {
     use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
     let Some(program) = &image.program else {
         return Ok(None);
@@ -214,10 +235,7 @@ fn program_from_layers(
                 e.into(),
             )
         })?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::fs::File::from(file), &mut bytes)
-            .context(|| format!("read {program} in layer {}", layer.digest))?;
-        return Ok(Some((layer.digest.clone(), bytes)));
+        return Ok(Some((layer.digest.clone(), std::fs::File::from(file))));
     }
     Ok(None)
 }
