@@ -772,3 +772,52 @@ async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
         .containers;
     assert_eq!(listed.len(), 1, "nothing duplicated");
 }
+
+#[tokio::test]
+async fn a_platform_image_gives_the_guest_its_files_at_the_root() {
+    let mut env_ = WasmEnv::start(&["wasm-probe-platform"]).await;
+    let id = env_
+        .run(env_.container("wasm-probe-platform", "rooted", &["write"]))
+        .await;
+    let status = env_.exited(&id).await;
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let bundle = PathBuf::from(env_.info(&id).await["bundle"].as_str().unwrap());
+    let rootfs = bundle.join("rootfs");
+    assert!(is_mounted(&rootfs), "the image's overlay is mounted");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/greeting")).unwrap(),
+        "hello from the image\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("upper/out.txt")).unwrap(),
+        "written by wasm\n",
+        "the guest wrote into its own layer"
+    );
+    assert_eq!(
+        env_.info(&id).await["launch"]["argv"],
+        serde_json::json!(["/probe.wasm", "write"])
+    );
+
+    let mut readonly = env_.container("wasm-probe-platform", "readonly-root", &["write"]);
+    readonly.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            readonly_rootfs: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ro = env_.run(readonly).await;
+    assert!(
+        env_.exited(&ro).await.exit_code > 10,
+        "a readonly root refuses the write"
+    );
+
+    for container_id in [id, ro] {
+        env_.client
+            .remove_container(RemoveContainerRequest { container_id })
+            .await
+            .unwrap();
+    }
+    assert!(!is_mounted(&rootfs));
+    assert!(!bundle.exists(), "the bundle is gone with the container");
+}

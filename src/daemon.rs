@@ -72,6 +72,7 @@ impl Daemon {
             images.clone(),
             sandboxes.clone(),
             Arc::new(SocketMonitorClient),
+            Arc::new(HostMounter),
         ));
         let containers_loaded = containers.recover()?;
         tracing::info!(

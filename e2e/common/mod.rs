@@ -236,9 +236,11 @@ impl TestDaemon {
 }
 
 impl Drop for TestDaemon {
-    /// Kills the daemon, then whatever pods a failed test left: monitors, pins, cgroups.
+    /// Kills the daemon, then whatever a failed test left: monitors, pins, container root
+    /// filesystems, cgroups.
     fn drop(&mut self) {
         self.kill9();
+        unmount_under(&self.dir);
         let layout = self.layout();
         let Ok(entries) = std::fs::read_dir(layout.sandboxes_dir()) else {
             return;
@@ -269,6 +271,23 @@ impl Drop for TestDaemon {
                 let _ = cgroups.remove(&record.cgroup);
             }
         }
+    }
+}
+
+/// Detaches every mount below `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut targets: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    targets.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for target in targets {
+        let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 

@@ -22,6 +22,8 @@
 //! - `wasm-probe`: the wasm containers' test program (hack/testimages/wat/probe.wat) as a
 //!   module artifact with Cmd `probe.wasm` and two Env entries.
 //! - `wasm-probe-component`: the same program as a WASI p2 component artifact.
+//! - `wasm-probe-platform`: the same program in a wasi/wasm platform image whose tar layer
+//!   also holds /etc/greeting, so a container has the image's files.
 //! - `wasm-bad-nostart`, `wasm-bad-import`, `wasm-bad-component`: wasm a container cannot
 //!   run (no `_start`; an import from `env`; a component without `wasi:cli/run`).
 
@@ -624,6 +626,28 @@ async fn main() {
         }];
         let (_, _, info) = pusher.image("wasm-probe", "latest", config, &layers).await;
         summary.insert("wasm-probe", info);
+    }
+    if wanted("wasm-probe-platform") {
+        let mut tar = Tar::default();
+        tar.file("probe.wasm", 0o755, &probe_module())
+            .dir("etc/", 0o755, 0)
+            .file("etc/greeting", 0o644, b"hello from the image\n");
+        let layers = vec![Layer {
+            tar: tar.finish(),
+            media_type: GZIP_LAYER,
+            title: None,
+        }];
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasi",
+            "config": { "Entrypoint": ["/probe.wasm"] },
+            "rootfs": { "type": "layers", "diff_ids": [digest(&layers[0].tar)] },
+        }))
+        .expect("config JSON");
+        let (_, _, info) = pusher
+            .image("wasm-probe-platform", "latest", config, &layers)
+            .await;
+        summary.insert("wasm-probe-platform", info);
     }
     if wanted("wasm-probe-component") {
         let component = component_of(&probe_module());

@@ -9,15 +9,16 @@ use cri_proto::CreateContainerRequest;
 use super::select::{self, Choice};
 use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT, spec};
 use crate::error::{Error, Result};
+use crate::image::rootfs;
 use crate::image::store::ImageRecord;
 use crate::monitor::protocol::Request;
-use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
+use crate::runtime::wasm::launch::{ExitRecord, Preopen, WasmLaunch};
 use crate::sandbox::now_nanos;
 use crate::store::checkpoint;
 use crate::store::container::{
     CONTAINER_CHECKPOINT_VERSION, ContainerBackend, ContainerPhase, ContainerRecord, name_key,
 };
-use crate::store::sandbox::SandboxPhase;
+use crate::store::sandbox::{SandboxPhase, SandboxRecord};
 
 /// A new container id: 64 random hex digits.
 fn new_id() -> Result<String> {
@@ -69,51 +70,76 @@ impl ContainerManager {
             &pod.config.annotations,
             image.kind,
         );
-        let id = new_id()?;
-        let (launch, selected_by) = match choice {
+        let rule = match choice {
             Choice::Linux(rule) => return Err(linux_not_built(rule)),
-            Choice::Wasm(rule) => (
-                self.wasm_launch(&id, &config, &pod.config, &image, rule)?,
-                rule,
-            ),
+            Choice::Wasm(rule) => rule,
             Choice::WasmIfEntrypoint(rule) => match self.images.wasm_artifact(&image)? {
-                Some(_) => (
-                    self.wasm_launch(&id, &config, &pod.config, &image, rule)?,
-                    rule,
-                ),
+                Some(_) => rule,
                 None => return Err(linux_not_built(rule)),
             },
         };
+        let id = new_id()?;
+        let key = name_key(&pod.id, &config);
+        self.reserve_name(&key, &id)?;
+        let created = self.create_wasm(&id, config, &pod, &image, rule);
+        if created.is_err() {
+            self.release_name(&key, &id);
+        }
+        created.map(|()| id)
+    }
+
+    /// Builds the launch (the image's files mounted last, as nothing can fail after it but
+    /// the monitor, whose failure undoes it), records the container and has the monitor load it.
+    fn create_wasm(
+        &self,
+        id: &str,
+        config: cri_proto::ContainerConfig,
+        pod: &SandboxRecord,
+        image: &ImageRecord,
+        rule: &'static str,
+    ) -> Result<()> {
+        let mut launch = self.wasm_launch(id, &config, &pod.config, image, rule)?;
+        let bundle = image
+            .has_filesystem()
+            .then(|| self.layout.container_bundle(&pod.id, id));
+        if let Some(bundle) = &bundle {
+            let root = rootfs::prepare(self.images.store(), &*self.mounts, id, image, bundle)?;
+            let readonly = config
+                .linux
+                .as_ref()
+                .and_then(|l| l.security_context.as_ref())
+                .is_some_and(|s| s.readonly_rootfs);
+            launch.preopens.insert(
+                0,
+                Preopen {
+                    host: root,
+                    guest: "/".into(),
+                    readonly,
+                },
+            );
+        }
         let record = ContainerRecord {
             version: CONTAINER_CHECKPOINT_VERSION,
-            id: id.clone(),
+            id: id.to_string(),
             pod_id: pod.id.clone(),
             image_id: image.id.clone(),
             image_ref: image.repo_digests.first().cloned().unwrap_or_default(),
             log_path: launch.log_path.clone(),
+            bundle,
             backend: ContainerBackend::Wasm { launch },
-            selected_by: selected_by.to_string(),
+            selected_by: rule.to_string(),
             phase: ContainerPhase::Creating,
             created_at: now_nanos(),
             started_at: 0,
             exit: None,
             config,
         };
-        let key = name_key(&pod.id, &record.config);
-        self.reserve_name(&key, &id)?;
-        match self.create_in_monitor(record) {
-            Ok(record) => {
-                self.containers
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.clone(), Arc::new(ContainerEntry::new(record)));
-                Ok(id)
-            }
-            Err(e) => {
-                self.release_name(&key, &id);
-                Err(e)
-            }
-        }
+        let record = self.create_in_monitor(record)?;
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), Arc::new(ContainerEntry::new(record)));
+        Ok(())
     }
 
     fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
@@ -149,11 +175,22 @@ impl ContainerManager {
         {
             tracing::warn!(container_id = %record.id, error = %e, "undoing a create: the monitor kept the container");
         }
+        if let Err(e) = self.remove_bundle(record) {
+            tracing::error!(container_id = %record.id, error = %e, "undoing a create: cannot remove its root filesystem");
+        }
         let dir = self.layout.container_dir(&record.id);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::error!(container_id = %record.id, error = %e, "undoing a create: cannot delete its record");
+        }
+    }
+
+    /// Unmounts and deletes the container's root filesystem, if it has one; idempotent.
+    fn remove_bundle(&self, record: &ContainerRecord) -> Result<()> {
+        match &record.bundle {
+            Some(bundle) => rootfs::remove(self.images.store(), &*self.mounts, &record.id, bundle),
+            None => Ok(()),
         }
     }
 
@@ -279,6 +316,7 @@ impl ContainerManager {
             Ok(()) | Err(Error::NotFound(_)) | Err(Error::Unavailable(_)) => {}
             Err(e) => return Err(e),
         }
+        self.remove_bundle(&record)?;
         let dir = self.layout.container_dir(&record.id);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::image::service::Images;
 use crate::monitor::client::MonitorClient;
 use crate::monitor::protocol::Request;
+use crate::os::mount::Mounter;
 use crate::sandbox::SandboxManager;
 use crate::store::checkpoint;
 use crate::store::container::ContainerRecord;
@@ -69,6 +70,7 @@ pub struct ContainerManager {
     images: Arc<Images>,
     sandboxes: Arc<SandboxManager>,
     monitors: Arc<dyn MonitorClient>,
+    mounts: Arc<dyn Mounter>,
     containers: RwLock<HashMap<String, Arc<ContainerEntry>>>,
     names: Mutex<HashMap<String, String>>,
 }
@@ -83,6 +85,7 @@ impl ContainerManager {
         images: Arc<Images>,
         sandboxes: Arc<SandboxManager>,
         monitors: Arc<dyn MonitorClient>,
+        mounts: Arc<dyn Mounter>,
     ) -> Self {
         ContainerManager {
             layout: Layout::new(&config.root, &config.state),
@@ -90,6 +93,7 @@ impl ContainerManager {
             images,
             sandboxes,
             monitors,
+            mounts,
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
         }

@@ -81,6 +81,7 @@ impl ContainerManager {
                 "selectedBy": record.selected_by,
                 "podSandboxId": record.pod_id,
                 "launch": launch,
+                "bundle": record.bundle,
                 "phase": record.phase,
             });
             HashMap::from([("info".to_string(), value.to_string())])

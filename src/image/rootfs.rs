@@ -1,4 +1,5 @@
-//! Container root filesystems: an overlay whose lower dirs are the image's unpacked layers
+//! Container root filesystems (a Linux container's root, a wasm container's files): an overlay
+//! whose lower dirs are the image's unpacked layers
 //! (leased, so removing the image keeps them) and whose upper and work dirs are the
 //! container's own. Used by CreateContainer and RemoveContainer.
 
@@ -42,7 +43,7 @@ pub fn prepare(
     image: &ImageRecord,
     dir: &Path,
 ) -> Result<PathBuf> {
-    if image.kind != ImageKind::Linux {
+    if image.kind != ImageKind::Linux && !image.has_filesystem() {
         return Err(Error::InvalidArgument(format!(
             "image {} is a wasm artifact: it has no root filesystem",
             image.id

@@ -87,6 +87,12 @@ impl ImageRecord {
             .chain(self.other_blobs.iter().map(String::as_str))
     }
 
+    /// True when the image has unpacked layers: files a container can see (every Linux image,
+    /// and wasi/wasm platform images with tar layers; not wasm artifacts).
+    pub fn has_filesystem(&self) -> bool {
+        self.chain_ids().next().is_some()
+    }
+
     fn chain_ids(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.layers.iter().filter_map(|l| l.chain_id.as_deref())
     }

@@ -62,6 +62,9 @@ pub struct ContainerRecord {
     pub started_at: i64,
     /// The CRI log file, if the pod and container name one.
     pub log_path: Option<PathBuf>,
+    /// The bundle holding the container's root filesystem (the image's files), if it has one.
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
     /// How it ended, once it has.
     pub exit: Option<ExitRecord>,
 }

@@ -98,6 +98,11 @@ impl Layout {
         self.state.join("pods").join(id)
     }
 
+    /// A container's bundle in its pod's runtime dir: its root filesystem mounts.
+    pub fn container_bundle(&self, pod_id: &str, container_id: &str) -> PathBuf {
+        self.pod_dir(pod_id).join("containers").join(container_id)
+    }
+
     /// The monitor's control socket.
     pub fn monitor_socket(&self, id: &str) -> PathBuf {
         self.pod_dir(id).join("monitor.sock")

@@ -114,9 +114,12 @@ fn a_failed_mount_leaves_no_lease_and_no_directory() {
 }
 
 #[test]
-fn wasm_images_have_no_rootfs() {
+fn wasm_artifacts_have_no_rootfs() {
     let (dir, store, mut image) = store_with_image();
     image.kind = ImageKind::Wasm;
+    for layer in &mut image.layers {
+        layer.chain_id = None;
+    }
     let err = prepare(
         &store,
         &FakeMounter::default(),
