@@ -170,3 +170,6 @@ impl ContainerManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

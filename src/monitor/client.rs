@@ -1,6 +1,7 @@
 //! Sending container requests to a pod's monitor, with its answers turned into crishim errors.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -37,5 +38,41 @@ pub fn outcome(response: Response) -> Result<()> {
             RefusalCode::State => Error::FailedPrecondition(message),
             RefusalCode::Unknown => Error::NotFound(message),
         }),
+    }
+}
+
+/// Records requests and answers them with a scripted outcome; for unit tests.
+#[derive(Default)]
+pub struct FakeMonitorClient {
+    requests: Mutex<Vec<Request>>,
+    /// When set, every request fails with this error, made anew each time.
+    pub fail_with: Mutex<Option<fn() -> Error>>,
+    /// Called with each request that succeeds (e.g. to write an exit file on a stop).
+    pub on_request: Mutex<Option<Box<dyn Fn(&Request) + Send>>>,
+}
+
+impl FakeMonitorClient {
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl MonitorClient for FakeMonitorClient {
+    fn request(&self, _socket: &Path, request: &Request, _timeout: Duration) -> Result<()> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.clone());
+        if let Some(fail) = *self.fail_with.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(fail());
+        }
+        if let Some(hook) = &*self.on_request.lock().unwrap_or_else(|e| e.into_inner()) {
+            hook(request);
+        }
+        Ok(())
     }
 }

@@ -213,3 +213,90 @@ impl PodContainers {
 fn unknown(id: &str) -> ContainerError {
     ContainerError::Unknown(format!("the pod's monitor has no container {id}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::wasm::binary::WasmBinary;
+    use crate::runtime::wasm::engine;
+    use crate::runtime::wasm::launch::ExitRecord;
+
+    const PROBE: &str = include_str!("../../hack/testimages/wat/probe.wat");
+
+    fn launch(dir: &std::path::Path, id: &str, wat: &str, args: &[&str]) -> WasmLaunch {
+        let artifact = dir.join(format!("{id}.cwasm"));
+        let bytes = wat::parse_str(wat).unwrap();
+        let (_, compiled) = engine::precompile(&engine::new_engine().unwrap(), id, &bytes).unwrap();
+        std::fs::write(&artifact, compiled).unwrap();
+        WasmLaunch {
+            container_id: id.into(),
+            artifact,
+            binary: WasmBinary::Module,
+            argv: std::iter::once("probe.wasm")
+                .chain(args.iter().copied())
+                .map(String::from)
+                .collect(),
+            env: Vec::new(),
+            preopens: Vec::new(),
+            memory_limit: Some(1 << 20),
+            log_path: Some(dir.join(format!("{id}.log"))),
+            exit_file: dir.join(format!("{id}.exit.json")),
+        }
+    }
+
+    fn exit_of(launch: &WasmLaunch) -> ExitRecord {
+        checkpoint::read(&launch.exit_file).unwrap()
+    }
+
+    #[test]
+    fn runs_stops_and_refuses_what_cannot_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let containers = PodContainers::default();
+        let no_start = launch(dir.path(), "bad", "(module)", &[]);
+        assert!(matches!(
+            containers.create_wasm(no_start),
+            Err(ContainerError::Invalid(m)) if m.contains("_start")
+        ));
+        assert!(matches!(
+            containers.start("bad"),
+            Err(ContainerError::Unknown(_))
+        ));
+
+        let hello = launch(dir.path(), "hello", PROBE, &[]);
+        containers.create_wasm(hello.clone()).unwrap();
+        assert!(matches!(
+            containers.create_wasm(hello.clone()),
+            Err(ContainerError::State(_))
+        ));
+        containers.start("hello").unwrap();
+        containers.stop("hello", Duration::from_secs(10)).unwrap();
+        assert_eq!(exit_of(&hello).exit_code, 0);
+        let log = std::fs::read_to_string(hello.log_path.as_ref().unwrap()).unwrap();
+        assert!(log.ends_with(" stdout F hello from wasm\n"), "{log}");
+
+        let grow = launch(dir.path(), "grow", PROBE, &["grow"]);
+        containers.create_wasm(grow.clone()).unwrap();
+        containers.start("grow").unwrap();
+        containers.stop("grow", Duration::from_secs(10)).unwrap();
+        assert_eq!(exit_of(&grow).reason, "OOMKilled");
+
+        let looping = launch(dir.path(), "loop", PROBE, &["loop"]);
+        containers.create_wasm(looping.clone()).unwrap();
+        containers.start("loop").unwrap();
+        assert!(matches!(
+            containers.remove("loop"),
+            Err(ContainerError::State(_))
+        ));
+        containers.stop("loop", Duration::ZERO).unwrap();
+        let exit = exit_of(&looping);
+        assert_eq!(
+            (exit.exit_code, exit.message.as_str()),
+            (137, "stopped by StopContainer")
+        );
+        containers.remove("loop").unwrap();
+        assert!(matches!(
+            containers.reopen_log("loop"),
+            Err(ContainerError::Unknown(_))
+        ));
+    }
+}

@@ -1,0 +1,322 @@
+//! Container lifecycle logic against fakes: a fake monitor client, fake pod monitors, mounts
+//! and cgroups; no root, no processes.
+
+use std::sync::Arc;
+
+use cri_proto::{ContainerConfig, ContainerMetadata, ContainerState, PodSandboxConfig};
+
+use super::ContainerManager;
+use crate::config::{Config, PodNetworkMode};
+use crate::error::Error;
+use crate::image::service::Images;
+use crate::monitor::client::FakeMonitorClient;
+use crate::monitor::launcher::FakeMonitors;
+use crate::monitor::protocol::Request;
+use crate::network::PodNetworks;
+use crate::network::exec::FakePluginExec;
+use crate::os::cgroup::FakeCgroups;
+use crate::os::mount::FakeMounter;
+use crate::runtime::wasm::binary::WasmBinary;
+use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
+use crate::sandbox::{SandboxHost, SandboxManager};
+use crate::store::checkpoint;
+use crate::store::container::{
+    CONTAINER_CHECKPOINT_VERSION, ContainerBackend, ContainerPhase, ContainerRecord,
+};
+use crate::store::layout::Layout;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    config: Arc<Config>,
+    sandboxes: Arc<SandboxManager>,
+    images: Arc<Images>,
+    monitor: Arc<FakeMonitorClient>,
+    pod: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(Config {
+            root: dir.path().join("root"),
+            state: dir.path().join("state"),
+            pod_network: PodNetworkMode::None,
+            ..Config::default()
+        });
+        let host = SandboxHost {
+            mounts: Arc::new(FakeMounter::default()),
+            cgroups: Arc::new(FakeCgroups::default()),
+            monitors: Arc::new(FakeMonitors::default()),
+            network: Arc::new(PodNetworks::new(
+                PodNetworkMode::None,
+                dir.path().join("net.d"),
+                Arc::new(FakePluginExec::default()),
+            )),
+        };
+        let sandboxes = Arc::new(SandboxManager::new(config.clone(), host));
+        let pod = sandboxes
+            .run(cri_proto::RunPodSandboxRequest {
+                config: Some(PodSandboxConfig {
+                    metadata: Some(cri_proto::PodSandboxMetadata {
+                        name: "p".into(),
+                        uid: "u".into(),
+                        namespace: "n".into(),
+                        attempt: 0,
+                    }),
+                    ..Default::default()
+                }),
+                runtime_handler: String::new(),
+            })
+            .unwrap()
+            .id;
+        let images = Arc::new(Images::open(config.clone()).unwrap());
+        Fixture {
+            _dir: dir,
+            config,
+            sandboxes,
+            images,
+            monitor: Arc::new(FakeMonitorClient::default()),
+            pod,
+        }
+    }
+
+    fn manager(&self) -> ContainerManager {
+        ContainerManager::new(
+            self.config.clone(),
+            self.images.clone(),
+            self.sandboxes.clone(),
+            self.monitor.clone(),
+            Arc::new(FakeMounter::default()),
+        )
+    }
+
+    fn layout(&self) -> Layout {
+        Layout::new(&self.config.root, &self.config.state)
+    }
+
+    /// A record of container `id` in `phase`, checkpointed.
+    fn record(&self, id: &str, name: &str, phase: ContainerPhase) -> ContainerRecord {
+        let layout = self.layout();
+        let record = ContainerRecord {
+            version: CONTAINER_CHECKPOINT_VERSION,
+            id: id.into(),
+            pod_id: self.pod.clone(),
+            config: ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                ..Default::default()
+            },
+            image_id: "sha256:i".into(),
+            image_ref: String::new(),
+            backend: ContainerBackend::Wasm {
+                launch: WasmLaunch {
+                    container_id: id.into(),
+                    artifact: "/nonexistent.cwasm".into(),
+                    binary: WasmBinary::Module,
+                    argv: vec!["m.wasm".into()],
+                    env: Vec::new(),
+                    preopens: Vec::new(),
+                    memory_limit: None,
+                    log_path: None,
+                    exit_file: layout.container_exit(id),
+                },
+            },
+            selected_by: "test".into(),
+            phase,
+            created_at: 1,
+            started_at: 0,
+            log_path: None,
+            bundle: None,
+            exit: None,
+        };
+        checkpoint::write(&layout.container_checkpoint(id), &record).unwrap();
+        record
+    }
+
+    fn write_exit(&self, id: &str, code: i32) {
+        let exit = ExitRecord {
+            exit_code: code,
+            finished_at: 5,
+            reason: "Error".into(),
+            message: String::new(),
+        };
+        checkpoint::write(&self.layout().container_exit(id), &exit).unwrap();
+    }
+}
+
+fn state(manager: &ContainerManager, id: &str) -> (i32, i32) {
+    let status = manager.status(id, false).unwrap().status.unwrap();
+    (status.state, status.exit_code)
+}
+
+#[test]
+fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
+    let fx = Fixture::new();
+    fx.record("a", "creating", ContainerPhase::Creating);
+    fx.record("b", "created", ContainerPhase::Created);
+    fx.record("c", "running", ContainerPhase::Running);
+    fx.write_exit("c", 3);
+    std::fs::create_dir_all(fx.layout().container_dir("d")).unwrap();
+    std::fs::write(fx.layout().container_checkpoint("d"), "{").unwrap();
+    let manager = fx.manager();
+    assert_eq!(manager.recover().unwrap(), 2);
+    assert!(
+        !fx.layout().container_dir("a").exists(),
+        "the half-created one is undone"
+    );
+    assert!(
+        fx.monitor.requests().contains(&Request::RemoveContainer {
+            container_id: "a".into()
+        }),
+        "and its monitor told to forget it"
+    );
+    assert_eq!(
+        state(&manager, "b").0,
+        ContainerState::ContainerCreated as i32
+    );
+    assert_eq!(
+        state(&manager, "c"),
+        (ContainerState::ContainerExited as i32, 3)
+    );
+    let saved: ContainerRecord = checkpoint::read(&fx.layout().container_checkpoint("c")).unwrap();
+    assert_eq!(
+        saved.phase,
+        ContainerPhase::Exited,
+        "the exit is checkpointed"
+    );
+    assert!(
+        fx.layout().container_checkpoint("d").exists(),
+        "a corrupt record is left alone"
+    );
+    assert!(matches!(
+        manager.status("a", false),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
+    let fx = Fixture::new();
+    fx.record("a", "x", ContainerPhase::Created);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    manager.start("a").unwrap();
+    assert_eq!(
+        state(&manager, "a").0,
+        ContainerState::ContainerRunning as i32
+    );
+    assert!(matches!(
+        manager.start("a"),
+        Err(Error::FailedPrecondition(_))
+    ));
+    let exit_file = fx.layout().container_exit("a");
+    let code = 137;
+    *fx.monitor.on_request.lock().unwrap() = Some(Box::new(move |request| {
+        if matches!(request, Request::StopContainer { .. }) {
+            let exit = ExitRecord {
+                exit_code: code,
+                finished_at: 9,
+                reason: "Error".into(),
+                message: "stopped by StopContainer".into(),
+            };
+            checkpoint::write(&exit_file, &exit).unwrap();
+        }
+    }));
+    manager.stop("a", 2).unwrap();
+    let stops: Vec<_> = fx
+        .monitor
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r, Request::StopContainer { .. }))
+        .collect();
+    assert_eq!(
+        stops,
+        vec![Request::StopContainer {
+            container_id: "a".into(),
+            timeout_ms: 2000
+        }]
+    );
+    assert_eq!(
+        state(&manager, "a"),
+        (ContainerState::ContainerExited as i32, 137)
+    );
+    manager.stop("a", 2).unwrap();
+    manager.stop("unknown", 0).unwrap();
+    manager.remove("a").unwrap();
+    manager.remove("a").unwrap();
+    assert!(!fx.layout().container_dir("a").exists());
+    assert!(matches!(
+        manager.status("a", false),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn a_container_whose_monitor_is_gone_is_reported_exited() {
+    let fx = Fixture::new();
+    fx.record("a", "x", ContainerPhase::Running);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    assert_eq!(
+        state(&manager, "a").0,
+        ContainerState::ContainerRunning as i32
+    );
+    *fx.monitor.fail_with.lock().unwrap() =
+        Some(|| Error::Unavailable("monitor socket refused".into()));
+    manager.stop_pod(&fx.pod).unwrap();
+    fx.sandboxes.stop(&fx.pod).unwrap();
+    let status = manager.status("a", false).unwrap().status.unwrap();
+    assert_eq!(status.state, ContainerState::ContainerExited as i32);
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
+    assert!(
+        status.message.contains("monitor ended"),
+        "{}",
+        status.message
+    );
+    manager.remove_pod(&fx.pod).unwrap();
+    assert!(manager.list(None).is_empty());
+}
+
+#[test]
+fn creating_needs_a_ready_pod_and_a_pulled_image() {
+    let fx = Fixture::new();
+    let manager = fx.manager();
+    let request = |pod: &str, image: &str| cri_proto::CreateContainerRequest {
+        pod_sandbox_id: pod.into(),
+        config: Some(ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            image: Some(cri_proto::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        sandbox_config: None,
+    };
+    assert!(matches!(
+        manager.create(request(&fx.pod, "nothing:here")),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        manager.create(request("missing", "x")),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        manager.create(request(&fx.pod, "")),
+        Err(Error::InvalidArgument(_))
+    ));
+    fx.sandboxes.stop(&fx.pod).unwrap();
+    assert!(matches!(
+        manager.create(request(&fx.pod, "x")),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert!(
+        fx.monitor.requests().is_empty(),
+        "nothing reached the monitor"
+    );
+}
