@@ -41,6 +41,9 @@ pub fn outcome(response: Response) -> Result<()> {
     }
 }
 
+/// A hook run on each request a fake monitor accepts.
+pub type RequestHook = Box<dyn Fn(&Request) + Send>;
+
 /// Records requests and answers them with a scripted outcome; for unit tests.
 #[derive(Default)]
 pub struct FakeMonitorClient {
@@ -48,7 +51,7 @@ pub struct FakeMonitorClient {
     /// When set, every request fails with this error, made anew each time.
     pub fail_with: Mutex<Option<fn() -> Error>>,
     /// Called with each request that succeeds (e.g. to write an exit file on a stop).
-    pub on_request: Mutex<Option<Box<dyn Fn(&Request) + Send>>>,
+    pub on_request: Mutex<Option<RequestHook>>,
 }
 
 impl FakeMonitorClient {
