@@ -157,8 +157,51 @@ impl TestNetwork {
     }
 }
 
+impl TestNetwork {
+    /// Deletes portmap's rules for this network that a failed test left (a pod never stopped
+    /// never got its DEL).
+    fn delete_port_mappings(&self) {
+        let Ok(out) = Command::new("iptables")
+            .args([
+                "-t",
+                "nat",
+                "-L",
+                "CNI-HOSTPORT-DNAT",
+                "--line-numbers",
+                "-n",
+            ])
+            .output()
+        else {
+            return;
+        };
+        let marker = format!("name: \"{}\"", self.name());
+        let ours: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                Some((words.next()?.to_string(), words.next()?.to_string()))
+            })
+            .collect();
+        // Highest rule number first, so the others keep theirs.
+        for (number, _) in ours.iter().rev() {
+            let _ = Command::new("iptables")
+                .args(["-t", "nat", "-D", "CNI-HOSTPORT-DNAT", number])
+                .status();
+        }
+        for (_, chain) in &ours {
+            for flag in ["-F", "-X"] {
+                let _ = Command::new("iptables")
+                    .args(["-t", "nat", flag, chain])
+                    .status();
+            }
+        }
+    }
+}
+
 impl Drop for TestNetwork {
     fn drop(&mut self) {
+        self.delete_port_mappings();
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
@@ -204,7 +247,7 @@ impl Listener {
         Listener(command.stdout(Stdio::piped()).spawn().unwrap())
     }
 
-    fn received(mut self) -> String {
+    fn received(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.0.try_wait().unwrap().is_none() {
             if Instant::now() > deadline {
@@ -222,6 +265,16 @@ impl Listener {
             .read_to_string(&mut out)
             .unwrap();
         out
+    }
+}
+
+impl Drop for Listener {
+    /// A listener of a failed test is killed, so it does not keep its pod's netns alive.
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -333,7 +386,7 @@ async fn pods_get_ips_reach_each_other_and_publish_host_ports() {
     );
 
     // Pod to pod.
-    let listener = Listener::start(in_pod(
+    let mut listener = Listener::start(in_pod(
         &daemon,
         &server,
         &["busybox", "nc", "-l", "-p", "8080"],
@@ -351,7 +404,7 @@ async fn pods_get_ips_reach_each_other_and_publish_host_ports() {
     assert_eq!(listener.received(), "hello from the client pod\n");
 
     // Host port on 127.0.0.1 to the server pod.
-    let listener = Listener::start(in_pod(
+    let mut listener = Listener::start(in_pod(
         &daemon,
         &server,
         &["busybox", "nc", "-l", "-p", "8080"],
