@@ -355,6 +355,14 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
         "{}",
         status.message
     );
+    let limit = status
+        .resources
+        .clone()
+        .unwrap()
+        .linux
+        .unwrap()
+        .memory_limit_in_bytes;
+    assert_eq!(limit, 16 << 20, "ContainerStatus reports the limit");
     let id = env_
         .run(env_.container("wasm-probe", "unlimited", &["grow"]))
         .await;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use cri_proto::{
-    Container, ContainerFilter, ContainerState, ContainerStatus, ContainerStatusResponse, ImageSpec,
+    Container, ContainerFilter, ContainerResources, ContainerState, ContainerStatus,
+    ContainerStatusResponse, ImageSpec,
 };
 use serde_json::json;
 
@@ -71,7 +72,15 @@ impl ContainerManager {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            resources: None,
+            resources: record
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|linux| ContainerResources {
+                    linux: Some(linux),
+                    windows: None,
+                }),
             user: None,
         };
         let info = if verbose {
