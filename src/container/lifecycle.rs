@@ -144,7 +144,10 @@ impl ContainerManager {
 
     fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
         // The Creating marker lets recovery undo a create that a daemon crash cut short.
-        self.save_unsynced(&record)?;
+        if let Err(e) = self.save_unsynced(&record) {
+            self.undo_create(&record);
+            return Err(e);
+        }
         let ContainerBackend::Wasm { launch } = &record.backend;
         let created = self.ask(
             &record.pod_id,
@@ -277,16 +280,20 @@ impl ContainerManager {
         if entry.is_removed() {
             return Ok(());
         }
-        let record = self.refresh_locked(entry)?;
+        let record = self.refresh(entry)?;
         if record.phase != ContainerPhase::Running {
             return Ok(());
         }
         let request = Request::StopContainer {
             container_id: record.id.clone(),
-            timeout_ms: timeout.as_millis() as u64,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        self.ask(&record.pod_id, &request, timeout + MONITOR_TIMEOUT)?;
-        let record = self.refresh_locked(entry)?;
+        self.ask(
+            &record.pod_id,
+            &request,
+            timeout.saturating_add(MONITOR_TIMEOUT),
+        )?;
+        let record = self.refresh(entry)?;
         if record.phase == ContainerPhase::Running {
             return Err(Error::Internal(format!(
                 "container {} was stopped but its exit is not recorded",
@@ -339,7 +346,7 @@ impl ContainerManager {
     pub fn reopen_log(&self, id: &str) -> Result<()> {
         let entry = self.entry(id)?;
         let _op = entry.lock_op();
-        let record = self.refresh_locked(&entry)?;
+        let record = self.refresh(&entry)?;
         if record.phase != ContainerPhase::Running {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is not running",
@@ -381,7 +388,12 @@ impl ContainerManager {
         outcomes.into_iter().collect()
     }
 
+    /// The containers of pod `pod_id`, which may be a unique prefix as the pod RPCs accept.
     fn of_pod(&self, pod_id: &str) -> Vec<Arc<ContainerEntry>> {
+        let pod_id = self
+            .sandboxes
+            .snapshot(pod_id)
+            .map_or_else(|_| pod_id.to_string(), |pod| pod.id);
         self.entries()
             .into_iter()
             .filter(|e| e.snapshot().pod_id == pod_id)
@@ -389,19 +401,16 @@ impl ContainerManager {
     }
 
     /// The record brought up to date: a running container whose exit the monitor recorded is
-    /// Exited; one whose pod monitor is gone without recording it exited unseen.
+    /// Exited; one whose pod monitor is gone without recording it exited unseen. It does not
+    /// wait for the operation lock, so listing and status never wait behind a stop's grace
+    /// period; the transition itself happens under the record's write lock.
     pub(super) fn refresh(&self, entry: &ContainerEntry) -> Result<ContainerRecord> {
         if entry.snapshot().phase != ContainerPhase::Running {
             return Ok(entry.snapshot());
         }
-        let _op = entry.lock_op();
-        self.refresh_locked(entry)
-    }
-
-    fn refresh_locked(&self, entry: &ContainerEntry) -> Result<ContainerRecord> {
-        let mut record = entry.snapshot();
+        let mut record = entry.record.write().unwrap_or_else(|e| e.into_inner());
         if record.phase != ContainerPhase::Running || entry.is_removed() {
-            return Ok(record);
+            return Ok(record.clone());
         }
         let exit_file = self.layout.container_exit(&record.id);
         let exit = if exit_file.exists() {
@@ -414,13 +423,14 @@ impl ContainerManager {
                 message: "the pod's monitor ended before the container did".into(),
             }
         } else {
-            return Ok(record);
+            return Ok(record.clone());
         };
-        record.phase = ContainerPhase::Exited;
-        record.exit = Some(exit);
-        self.save(&record)?;
-        entry.replace(record.clone());
-        Ok(record)
+        let mut exited = record.clone();
+        exited.phase = ContainerPhase::Exited;
+        exited.exit = Some(exit);
+        self.save(&exited)?;
+        *record = exited.clone();
+        Ok(exited)
     }
 
     fn pod_monitor_gone(&self, pod_id: &str) -> bool {

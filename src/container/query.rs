@@ -108,7 +108,8 @@ impl ContainerManager {
         let mut records: Vec<ContainerRecord> = self
             .entries()
             .iter()
-            .filter_map(|entry| self.refresh(entry).ok())
+            // A record that cannot be brought up to date is listed as it was last known.
+            .map(|entry| self.refresh(entry).unwrap_or_else(|_| entry.snapshot()))
             .filter(|record| matches(record, filter))
             .collect();
         records.sort_by_key(|r| std::cmp::Reverse(r.created_at));

@@ -1,6 +1,8 @@
-//! Precompiling wasm artifacts at pull time (and at start for images pulled by an older
-//! engine), so starting a wasm container never compiles. Artifacts are cached by
-//! (blob digest, engine compatibility key) under `<root>/wasm/`.
+//! Precompiling wasm artifacts at pull time (and when the daemon starts, for images pulled by
+//! an older engine), so starting a wasm container never compiles; the one exception is a Linux
+//! image whose entrypoint turns out to be wasm, compiled at its first CreateContainer. Artifacts
+//! are cached under `<root>/wasm/` by (layer blob digest, or layer and program path, engine
+//! compatibility key).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,14 +52,28 @@ impl Precompiler {
         Ok(binary::has_magic(&head[..read]))
     }
 
-    /// The precompiled files this engine has for `image`'s layers.
+    /// The precompiled files this engine has for `image`'s layers (a wasm layer's, or a
+    /// program file's in a layer).
     pub fn existing(&self, store: &ImageStore, image: &ImageRecord) -> Vec<PathBuf> {
-        image
+        let suffix = format!("-{}.cwasm", self.key);
+        let prefixes: Vec<String> = image
             .layers
             .iter()
-            .map(|l| store.layout().precompiled(&l.digest, &self.key))
-            .filter(|p| p.exists())
-            .collect()
+            .map(|l| format!("{}-", l.digest.trim_start_matches("sha256:")))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(store.layout().wasm_dir()) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(&suffix) && prefixes.iter().any(|p| name.starts_with(p))
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
     }
 
     /// The precompiled artifacts of a wasm image, compiling those missing for this engine.
@@ -114,8 +130,13 @@ impl Precompiler {
         let Some((layer, file)) = program_from_layers(store, image)? else {
             return Ok(None);
         };
-        let what = Path::new(image.program.as_deref().unwrap_or_default());
-        let path = store.layout().precompiled(&layer, &self.key);
+        let program = image.program.as_deref().unwrap_or_default();
+        let what = Path::new(program);
+        // One layer can hold several programs: the artifact is named by the layer (so removing
+        // the layer's blob removes it) and a hash of the path.
+        let program_hash = crate::image::store::sha256_of(program.as_bytes());
+        let name = format!("{layer}-{}", &program_hash["sha256:".len()..][..16]);
+        let path = store.layout().precompiled(&name, &self.key);
         let (kind, bytes) = self.read_unless_compiled(&path, file, what)?;
         let Some(kind) = kind else {
             return Ok(None);
@@ -133,7 +154,8 @@ impl Precompiler {
     }
 
     /// The kind of the wasm in `file` (None: not wasm), and its bytes when `compiled` does
-    /// not exist yet; only the header is read when it does (every CreateContainer asks).
+    /// not exist yet. Only the header is read otherwise (every CreateContainer asks, and a
+    /// Linux image's entrypoint is a whole executable).
     fn read_unless_compiled(
         &self,
         compiled: &Path,
@@ -141,20 +163,21 @@ impl Precompiler {
         what: &Path,
     ) -> Result<(Option<WasmBinary>, Option<Vec<u8>>)> {
         use std::io::Read;
-        if compiled.exists() {
-            let mut head = [0u8; 8];
-            let mut read = 0;
-            while read < head.len() {
-                match file.read(&mut head[read..]).with_path("read", what)? {
-                    0 => break,
-                    n => read += n,
-                }
+        let mut head = [0u8; 8];
+        let mut read = 0;
+        while read < head.len() {
+            match file.read(&mut head[read..]).with_path("read", what)? {
+                0 => break,
+                n => read += n,
             }
-            return Ok((binary::detect(&head[..read]), None));
         }
-        let mut bytes = Vec::new();
+        let kind = binary::detect(&head[..read]);
+        if kind.is_none() || compiled.exists() {
+            return Ok((kind, None));
+        }
+        let mut bytes = head[..read].to_vec();
         file.read_to_end(&mut bytes).with_path("read", what)?;
-        Ok((binary::detect(&bytes), Some(bytes)))
+        Ok((kind, Some(bytes)))
     }
 
     /// Compiles `bytes` into `path` unless it is there already.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::logs::CriLog;
 use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
-use crate::runtime::wasm::launch::WasmLaunch;
+use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
 use crate::store::checkpoint;
 
 /// Why a container operation failed, as the daemon maps it to a gRPC status.
@@ -127,9 +127,15 @@ impl PodContainers {
             slot.ended.clone(),
         );
         std::thread::Builder::new()
-            .name(format!("wasm-{}", &id[..id.len().min(12)]))
+            .name(format!("wasm-{}", id.chars().take(12).collect::<String>()))
             .spawn(move || {
-                let exit = host.run(&prepared, &launch, log, stop);
+                let run = std::panic::AssertUnwindSafe(|| host.run(&prepared, &launch, log, stop));
+                let exit = std::panic::catch_unwind(run).unwrap_or_else(|_| ExitRecord {
+                    exit_code: 255,
+                    finished_at: crate::sandbox::now_nanos(),
+                    reason: "Error".into(),
+                    message: "crishim: the container's thread failed (a bug in the monitor)".into(),
+                });
                 if let Err(e) = checkpoint::write(&launch.exit_file, &exit) {
                     eprintln!(
                         "container {}: cannot record its exit: {e}",
@@ -219,7 +225,6 @@ mod tests {
     use super::*;
     use crate::runtime::wasm::binary::WasmBinary;
     use crate::runtime::wasm::engine;
-    use crate::runtime::wasm::launch::ExitRecord;
 
     const PROBE: &str = include_str!("../../hack/testimages/wat/probe.wat");
 

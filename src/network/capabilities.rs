@@ -67,7 +67,7 @@ const INGRESS: &str = "kubernetes.io/ingress-bandwidth";
 const EGRESS: &str = "kubernetes.io/egress-bandwidth";
 
 /// Bandwidth limits from the pod's annotations, in bits per second; the burst is left
-/// unbounded as containerd and kubenet leave it.
+/// practically unbounded (i32::MAX bits).
 fn bandwidth(pod: &PodSandboxConfig) -> Result<Option<Value>> {
     let mut limits = Map::new();
     for (annotation, rate, burst) in [
@@ -81,7 +81,7 @@ fn bandwidth(pod: &PodSandboxConfig) -> Result<Option<Value>> {
                 ))
             })?;
             limits.insert(rate.into(), json!(bits));
-            limits.insert(burst.into(), json!(u32::MAX));
+            limits.insert(burst.into(), json!(i32::MAX));
         }
     }
     Ok((!limits.is_empty()).then_some(Value::Object(limits)))

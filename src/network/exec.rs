@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -122,11 +122,23 @@ impl PluginExec for HostPluginExec {
             .spawn()
             .map_err(|e| Error::io_path("run CNI plugin", &binary, e))?;
         let pid = child.id() as i32;
-        let pidfd = Pidfd::open(pid).map_err(|e| Error::io(format!("watch {what}"), e))?;
-        let stdin = invocation.config.to_string();
+        let pidfd = match Pidfd::open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::io(format!("watch {what}"), e));
+            }
+        };
+        // Every pipe is served by a thread of its own, so a plugin that does not read its input
+        // (or writes much) cannot block the daemon past the deadline.
+        let deadline = Instant::now() + self.timeout;
+        let stdin = invocation.config.to_string().into_bytes();
         if let Some(mut input) = child.stdin.take() {
             // A plugin that exits without reading its input is judged by its exit status.
-            let _ = input.write_all(stdin.as_bytes());
+            std::thread::spawn(move || {
+                let _ = input.write_all(&stdin);
+            });
         }
         let stdout = child.stdout.take().map(read_in_background);
         let stderr = child.stderr.take().map(read_in_background);
@@ -138,8 +150,11 @@ impl PluginExec for HostPluginExec {
         let status = child
             .wait()
             .map_err(|e| Error::io(format!("wait for {what}"), e))?;
-        let stdout = stdout.map(collect).unwrap_or_default();
-        let stderr = stderr.map(collect).unwrap_or_default();
+        // Output ends at EOF; something the plugin left running with its pipes open must not
+        // hold us: what arrived by the deadline (and a second's grace) is what counts.
+        let grace = deadline.max(Instant::now()) + Duration::from_secs(1);
+        let stdout = stdout.map(|r| collect(r, grace)).unwrap_or_default();
+        let stderr = stderr.map(|r| collect(r, grace)).unwrap_or_default();
         if !exited {
             return Err(Error::DeadlineExceeded(format!(
                 "{what} did not finish within {} ms and was killed",
@@ -154,18 +169,23 @@ impl PluginExec for HostPluginExec {
     }
 }
 
-type Reader = std::thread::JoinHandle<Vec<u8>>;
+type Reader = std::sync::mpsc::Receiver<Vec<u8>>;
 
 fn read_in_background(mut pipe: impl Read + Send + 'static) -> Reader {
+    let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut out = Vec::new();
         let _ = pipe.read_to_end(&mut out);
-        out
-    })
+        let _ = sender.send(out);
+    });
+    receiver
 }
 
-fn collect(reader: Reader) -> Vec<u8> {
-    reader.join().unwrap_or_default()
+/// What a reader got by `deadline` (nothing if its pipe is still open then).
+fn collect(reader: Reader, deadline: Instant) -> Vec<u8> {
+    reader
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .unwrap_or_default()
 }
 
 /// The plugin's error: its CNI error object (`code`, `msg`, `details`) when it wrote one,

@@ -172,7 +172,7 @@ impl PodNetworks {
             plugins,
             container_id: pod_id.to_string(),
             ifname: POD_IFNAME.to_string(),
-            args: cni_args(pod_id, pod),
+            args: cni_args(pod_id, pod)?,
             result: None,
         };
         checkpoint::write(cache, &attachment)?;
@@ -209,7 +209,7 @@ impl PodNetworks {
         if !cache.exists() {
             return Ok(());
         }
-        let attachment: Attachment = checkpoint::read(cache)?;
+        let attachment = read_attachment(cache)?;
         let previous = attachment
             .result
             .clone()
@@ -232,7 +232,7 @@ impl PodNetworks {
         if !cache.exists() {
             return Ok(false);
         }
-        let attachment: Attachment = checkpoint::read(cache)?;
+        let attachment = read_attachment(cache)?;
         let Some(result) = attachment.result.clone() else {
             return Ok(false);
         };
@@ -259,10 +259,12 @@ impl PodNetworks {
         netns: String,
         config: Value,
     ) -> Result<Vec<u8>> {
+        // Checked again: the config may come from the cache on disk.
         let plugin = config
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+            .as_object()
+            .map(conf::plugin_type)
+            .unwrap_or(Err("a plugin config is not an object".into()))
+            .map_err(|e| Error::InvalidArgument(format!("network {}: {e}", attachment.network)))?
             .to_string();
         let started = std::time::Instant::now();
         let out = self.exec.exec(&Invocation {
@@ -285,17 +287,41 @@ impl PodNetworks {
     }
 }
 
+fn read_attachment(cache: &Path) -> Result<Attachment> {
+    let attachment: Attachment = checkpoint::read(cache)?;
+    if attachment.version != ATTACHMENT_VERSION {
+        return Err(Error::FailedPrecondition(format!(
+            "CNI cache {} has version {} (this build reads version {ATTACHMENT_VERSION})",
+            cache.display(),
+            attachment.version
+        )));
+    }
+    Ok(attachment)
+}
+
 fn netns_arg(netns: Option<&Path>) -> String {
     netns.map(|p| p.display().to_string()).unwrap_or_default()
 }
 
-/// `CNI_ARGS` as kubelet's runtimes pass them.
-fn cni_args(pod_id: &str, pod: &PodSandboxConfig) -> String {
+/// `CNI_ARGS` as kubelet's runtimes pass them. Values holding `;` or `=` would add keys of
+/// their own, so they are refused (Kubernetes names never hold them).
+fn cni_args(pod_id: &str, pod: &PodSandboxConfig) -> Result<String> {
     let meta = pod.metadata.clone().unwrap_or_default();
-    format!(
+    for (field, value) in [
+        ("namespace", &meta.namespace),
+        ("name", &meta.name),
+        ("uid", &meta.uid),
+    ] {
+        if value.contains([';', '=']) {
+            return Err(Error::InvalidArgument(format!(
+                "pod metadata.{field} {value:?} may not contain ';' or '='"
+            )));
+        }
+    }
+    Ok(format!(
         "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={pod_id};K8S_POD_UID={}",
         meta.namespace, meta.name, meta.uid
-    )
+    ))
 }
 
 /// `path` when a namespace is mounted there (a pin still in place), else None.

@@ -17,8 +17,9 @@ fn new_id() -> Result<String> {
 }
 
 impl SandboxManager {
-    /// Creates a pod: checkpoint (Creating), monitor, namespace pins, cgroup, checkpoint (Ready).
-    /// Any failure undoes every step before returning the error.
+    /// Creates a pod: checkpoint (Creating), monitor, namespace pins, cgroup, CNI ADD (unless
+    /// on the host network), checkpoint (Ready). Any failure undoes every step (CNI DEL
+    /// included) before returning the error.
     pub fn run(&self, request: RunPodSandboxRequest) -> Result<SandboxRecord> {
         let pod = request.config.ok_or_else(|| {
             Error::InvalidArgument("RunPodSandboxRequest: config is required".into())
@@ -98,7 +99,8 @@ impl SandboxManager {
         stopped.and(deleted)
     }
 
-    /// Stops a pod: its monitor (and so everything in it), its namespace pins and its cgroup.
+    /// Stops a pod: CNI DEL, its monitor (and so everything in it), its namespace pins and its
+    /// cgroup.
     /// An unknown id and a pod already stopped are success, as CRI requires.
     pub fn stop(&self, id: &str) -> Result<()> {
         match self.index.lookup(id)? {

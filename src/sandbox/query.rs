@@ -33,6 +33,23 @@ fn matches(record: &SandboxRecord, filter: &PodSandboxFilter) -> bool {
     id_ok && state_ok && labels_ok
 }
 
+/// The pod's IPs while it runs; none once stopped, as CNI DEL gave them back (containerd
+/// reports none once the netns is closed).
+fn network_status(record: &SandboxRecord) -> PodSandboxNetworkStatus {
+    if record.phase != SandboxPhase::Ready {
+        return PodSandboxNetworkStatus::default();
+    }
+    PodSandboxNetworkStatus {
+        ip: record.pod_ips.first().cloned().unwrap_or_default(),
+        additional_ips: record
+            .pod_ips
+            .iter()
+            .skip(1)
+            .map(|ip| PodIp { ip: ip.clone() })
+            .collect(),
+    }
+}
+
 impl SandboxManager {
     /// The status of one pod; `verbose` adds an `info` JSON document for debugging.
     pub fn status(&self, id: &str, verbose: bool) -> Result<PodSandboxStatusResponse> {
@@ -49,15 +66,7 @@ impl SandboxManager {
             metadata: record.config.metadata.clone(),
             state: cri_state(record.phase) as i32,
             created_at: record.created_at,
-            network: Some(PodSandboxNetworkStatus {
-                ip: record.pod_ips.first().cloned().unwrap_or_default(),
-                additional_ips: record
-                    .pod_ips
-                    .iter()
-                    .skip(1)
-                    .map(|ip| PodIp { ip: ip.clone() })
-                    .collect(),
-            }),
+            network: Some(network_status(&record)),
             linux: Some(LinuxPodSandboxStatus {
                 namespaces: Some(Namespace {
                     options: Some(namespace_options),

@@ -379,6 +379,12 @@ fn pods_get_their_cni_ip_and_give_it_back_on_stop_and_remove() {
             .namespace_pin(&record.id, crate::store::layout::NamespaceKind::Net)
     );
     manager.stop(&record.id).unwrap();
+    let stopped = manager.status(&record.id, false).unwrap().status.unwrap();
+    assert_eq!(
+        stopped.network.unwrap().ip,
+        "",
+        "a stopped pod has given its IP back"
+    );
     manager.remove(&record.id).unwrap();
     let bridge = || "bridge".to_string();
     assert_eq!(

@@ -9,7 +9,17 @@ use cri_proto::{
 use tracing::Instrument;
 
 use super::{RuntimeApi, blocking};
+use crate::daemon::Daemon;
 use crate::error::Result;
+
+/// Stops a pod's containers before the pod. A container that will not stop does not hold the
+/// pod up: stopping the pod ends its monitor, and with it every container, whose exit is then
+/// recorded as such.
+fn stop_containers(daemon: &Daemon, pod_id: &str) {
+    if let Err(e) = daemon.containers.stop_pod(pod_id) {
+        tracing::warn!(pod_id, error = %e, "stopping the pod's containers failed; stopping the pod ends them");
+    }
+}
 
 impl RuntimeApi {
     #[tracing::instrument(name = "RunPodSandbox", skip_all, fields(
@@ -50,7 +60,7 @@ impl RuntimeApi {
     ) -> Result<StopPodSandboxResponse> {
         let daemon = self.daemon.clone();
         blocking(move || {
-            daemon.containers.stop_pod(&request.pod_sandbox_id)?;
+            stop_containers(&daemon, &request.pod_sandbox_id);
             daemon.sandboxes.stop(&request.pod_sandbox_id)
         })
         .await?;
@@ -64,7 +74,7 @@ impl RuntimeApi {
     ) -> Result<RemovePodSandboxResponse> {
         let daemon = self.daemon.clone();
         blocking(move || {
-            daemon.containers.stop_pod(&request.pod_sandbox_id)?;
+            stop_containers(&daemon, &request.pod_sandbox_id);
             daemon.sandboxes.stop(&request.pod_sandbox_id)?;
             daemon.containers.remove_pod(&request.pod_sandbox_id)?;
             daemon.sandboxes.remove(&request.pod_sandbox_id)

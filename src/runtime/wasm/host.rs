@@ -369,7 +369,12 @@ fn ending(outcome: wasmtime::Result<()>, exceeded: Option<String>, stopped: bool
                 return record(KILLED_EXIT, "Error", "stopped by StopContainer".into());
             }
             let mut message = format!("wasm trap: {e:#}");
-            message.truncate(4096);
+            // The guest's names are in the backtrace: cut on a character boundary.
+            let mut end = message.len().min(4096);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
             record(TRAP_EXIT, "Error", message)
         }
     }
