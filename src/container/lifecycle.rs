@@ -139,6 +139,15 @@ impl ContainerManager {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_string(), Arc::new(ContainerEntry::new(record)));
+        // A StopPodSandbox or RemovePodSandbox that ran meanwhile did not see this container:
+        // it must not outlive its pod's monitor as a created container.
+        if self.pod_monitor_gone(&pod.id) {
+            self.remove(id)?;
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} was stopped while the container was being created",
+                pod.id
+            )));
+        }
         Ok(())
     }
 

@@ -175,13 +175,12 @@ impl PodContainers {
         }
     }
 
-    /// Forgets a container that is not running (a running one must be stopped first).
+    /// Forgets a container that is not running (a running one must be stopped first); an
+    /// unknown one is Unknown, which the daemon takes as forgotten already.
     pub fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let mut slots = self.lock();
-        if let Some(slot) = slots.get(id)
-            && matches!(slot.phase, Phase::Running)
-            && !slot.ended.wait(Duration::ZERO)
-        {
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        if matches!(slot.phase, Phase::Running) && !slot.ended.wait(Duration::ZERO) {
             return Err(ContainerError::State(format!("container {id} is running")));
         }
         slots.remove(id);
