@@ -226,10 +226,12 @@ impl WasmHost {
             )),
             Ok(runtime) => runtime.block_on(async {
                 tokio::select! {
-                    outcome = self.execute(prepared, launch, &log, limits, &stop) => outcome,
+                    // A stop already asked for wins before the guest runs at all.
+                    biased;
                     () = stop.notify.notified() => {
                         Err(wasmtime::format_err!("stopped by StopContainer"))
                     }
+                    outcome = self.execute(prepared, launch, &log, limits, &stop) => outcome,
                 }
             }),
         };
@@ -336,8 +338,14 @@ impl StopSignal {
 }
 
 /// Each Store checks its own flag at every epoch tick: set, it traps; otherwise it goes on.
+/// A stop that came before the Store existed (its epoch tick already spent) makes the
+/// deadline the current epoch, so the guest traps at its first check.
 fn watch_stop<T>(store: &mut Store<T>, stop: Arc<StopSignal>) {
     store.set_epoch_deadline(1);
+    // After setting the deadline: a stop from now on ticks the epoch past it.
+    if stop.flag.load(Ordering::SeqCst) {
+        store.set_epoch_deadline(0);
+    }
     store.epoch_deadline_callback(move |_| {
         if stop.flag.load(Ordering::SeqCst) {
             Err(wasmtime::format_err!("stopped by StopContainer"))
