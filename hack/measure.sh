@@ -30,22 +30,6 @@ echo "== sandbox lifecycle, concurrency 4"
 $bench --endpoint "$endpoint" -n 300 -c 4
 
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
-echo "== memory"
-echo "daemon RSS idle: $(rss "$daemon") KiB"
-$bench --endpoint "$endpoint" --scenario idle-pods -n "$pods" -c 2 --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle.txt" &
-bench_pid=$!
-for _ in $(seq 600); do [ -f "$dir/ready" ] && break; sleep 0.05; done
-sleep 1
-echo "daemon RSS with $(cat "$dir/ready") pods: $(rss "$daemon") KiB"
-total=0; n=0
-for pid in $(pgrep -f "crishim monitor --pod-id" || true); do
-  if grep -q "$dir" "/proc/$pid/cmdline" 2>/dev/null; then
-    total=$((total + $(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup"))); n=$((n + 1))
-  fi
-done
-echo "monitors: $n, PSS total ${total} KiB, per pod $((total / (n > 0 ? n : 1))) KiB"
-wait "$bench_pid"
-
 monitors_pss() {
   local total=0 n=0
   for pid in $(pgrep -f "crishim monitor --pod-id" || true); do
@@ -55,6 +39,15 @@ monitors_pss() {
   done
   echo "monitors: $n, PSS total ${total} KiB, per pod $((total / (n > 0 ? n : 1))) KiB"
 }
+echo "== memory"
+echo "daemon RSS idle: $(rss "$daemon") KiB"
+$bench --endpoint "$endpoint" --scenario idle-pods -n "$pods" -c 2 --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle.txt" &
+bench_pid=$!
+for _ in $(seq 600); do [ -f "$dir/ready" ] && break; sleep 0.05; done
+sleep 1
+echo "daemon RSS with $(cat "$dir/ready") pods: $(rss "$daemon") KiB"
+monitors_pss
+wait "$bench_pid"
 
 echo "== wasm containers (the probe module from hack/testimages/wat/probe.wat)"
 registry=$(bash hack/registry.sh start "$dir/registry" 0)

@@ -20,13 +20,6 @@ use crate::store::container::{
 };
 use crate::store::sandbox::{SandboxPhase, SandboxRecord};
 
-/// A new container id: 64 random hex digits.
-fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("random id: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 impl ContainerManager {
     /// Creates a container in a ready pod: checks everything it needs, checkpoints it as
     /// Creating, has the monitor load it, then checkpoints it as Created. Nothing is left of a
@@ -78,7 +71,7 @@ impl ContainerManager {
                 None => return Err(linux_not_built(rule)),
             },
         };
-        let id = new_id()?;
+        let id = crate::store::new_id()?;
         let key = name_key(&pod.id, &config);
         self.reserve_name(&key, &id)?;
         let created = self.create_wasm(&id, config, &pod, &image, rule);

@@ -9,13 +9,6 @@ use crate::store::layout::NamespaceKind;
 use crate::store::sandbox::{MonitorProcess, SandboxPhase, SandboxRecord};
 use crate::store::sandbox_index::SandboxEntry;
 
-/// A new sandbox id: 64 random hex digits, as containerd makes them.
-fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Internal(format!("random id: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 impl SandboxManager {
     /// Creates a pod: checkpoint (Creating), monitor, namespace pins, cgroup, CNI ADD (unless
     /// on the host network), checkpoint (Ready). Any failure undoes every step (CNI DEL
@@ -24,7 +17,7 @@ impl SandboxManager {
         let pod = request.config.ok_or_else(|| {
             Error::InvalidArgument("RunPodSandboxRequest: config is required".into())
         })?;
-        let id = new_id()?;
+        let id = crate::store::new_id()?;
         let plan = spec::plan(&self.config, &pod, &request.runtime_handler, &id)?;
         let mut record = SandboxRecord::new(
             id.clone(),

@@ -12,6 +12,20 @@ use crate::error::{Error, IoContext, Result};
 
 /// Writes `value` as JSON to `path` atomically, creating the parent directory.
 pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_with(path, value, true)
+}
+
+/// Writes `value` as JSON to `path` atomically (temp file + rename) but without waiting for
+/// the disk: a crash of the process keeps it; after a host crash the file may be the old one,
+/// the new one, missing, or empty (then recovery skips it). For records that only matter while
+/// the processes they describe live (about 0.4 ms cheaper per write here than [`write`]).
+pub fn write_unsynced<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_with(path, value, false)
+}
+
+/// Temp file, then rename over `path`; with `durable`, fsync of the file before and of the
+/// directory after.
+fn write_with<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
     let dir = path.parent().ok_or_else(|| {
         Error::Internal(format!("checkpoint path {} has no parent", path.display()))
     })?;
@@ -21,27 +35,16 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut file = File::create(&tmp).with_path("create", &tmp)?;
     file.write_all(&bytes).with_path("write", &tmp)?;
-    file.sync_all().with_path("fsync", &tmp)?;
+    if durable {
+        file.sync_all().with_path("fsync", &tmp)?;
+    }
     std::fs::rename(&tmp, path).with_path("rename into place", path)?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_path("fsync", dir)
-}
-
-/// Writes `value` as JSON to `path` atomically (temp file + rename) but without waiting for
-/// the disk: a crash of the process keeps it; after a host crash the file may be the old one,
-/// the new one, missing, or empty (then recovery skips it). For records that only matter while
-/// the processes they describe live (about 0.4 ms cheaper per write here than [`write`]).
-pub fn write_unsynced<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| {
-        Error::Internal(format!("checkpoint path {} has no parent", path.display()))
-    })?;
-    std::fs::create_dir_all(dir).with_path("create", dir)?;
-    let bytes = serde_json::to_vec(value)
-        .map_err(|e| Error::Internal(format!("encode checkpoint {}: {e}", path.display())))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, &bytes).with_path("write", &tmp)?;
-    std::fs::rename(&tmp, path).with_path("rename into place", path)
+    if durable {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_path("fsync", dir)?;
+    }
+    Ok(())
 }
 
 /// Reads a JSON checkpoint. Corrupt content is an InvalidArgument naming the file.

@@ -6,3 +6,11 @@ pub mod container;
 pub mod layout;
 pub mod sandbox;
 pub mod sandbox_index;
+
+/// A new sandbox or container id: 64 random hex digits, as containerd makes them.
+pub fn new_id() -> crate::error::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| crate::error::Error::Internal(format!("random id: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
