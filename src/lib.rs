@@ -7,6 +7,7 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod error;
+pub mod filter;
 pub mod image;
 pub mod logs;
 pub mod monitor;

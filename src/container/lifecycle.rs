@@ -9,6 +9,7 @@ use cri_proto::CreateContainerRequest;
 use super::select::{self, Choice};
 use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT, spec};
 use crate::error::{Error, Result};
+use crate::image::precompile::Precompiled;
 use crate::image::rootfs;
 use crate::image::store::ImageRecord;
 use crate::monitor::protocol::Request;
@@ -63,18 +64,25 @@ impl ContainerManager {
             &pod.config.annotations,
             image.kind,
         );
-        let rule = match choice {
+        // The artifact is looked up once: it settles the last rule and is what runs.
+        let (rule, artifact) = match choice {
             Choice::Linux(rule) => return Err(linux_not_built(rule)),
-            Choice::Wasm(rule) => rule,
+            Choice::Wasm(rule) => (rule, self.images.wasm_artifact(&image)?),
             Choice::WasmIfEntrypoint(rule) => match self.images.wasm_artifact(&image)? {
-                Some(_) => rule,
+                Some(artifact) => (rule, Some(artifact)),
                 None => return Err(linux_not_built(rule)),
             },
         };
+        let artifact = artifact.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{rule} selects wasm, but image {} has no wasm module or component (no wasm layer, and its entrypoint {:?} is not a wasm file)",
+                image.id, image.program
+            ))
+        })?;
         let id = crate::store::new_id()?;
         let key = name_key(&pod.id, &config);
         self.reserve_name(&key, &id)?;
-        let created = self.create_wasm(&id, config, &pod, &image, rule);
+        let created = self.create_wasm(&id, config, &pod, &image, artifact, rule);
         if created.is_err() {
             self.release_name(&key, &id);
         }
@@ -89,9 +97,10 @@ impl ContainerManager {
         config: cri_proto::ContainerConfig,
         pod: &SandboxRecord,
         image: &ImageRecord,
+        artifact: Precompiled,
         rule: &'static str,
     ) -> Result<()> {
-        let mut launch = self.wasm_launch(id, &config, &pod.config, image, rule)?;
+        let mut launch = self.wasm_launch(id, &config, &pod.config, image, artifact)?;
         let bundle = image
             .has_filesystem()
             .then(|| self.layout.container_bundle(&pod.id, id));
@@ -205,14 +214,8 @@ impl ContainerManager {
         config: &cri_proto::ContainerConfig,
         pod: &cri_proto::PodSandboxConfig,
         image: &ImageRecord,
-        rule: &str,
+        artifact: Precompiled,
     ) -> Result<WasmLaunch> {
-        let artifact = self.images.wasm_artifact(image)?.ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{rule} selects wasm, but image {} has no wasm module or component (no wasm layer, and its entrypoint {:?} is not a wasm file)",
-                image.id, image.program
-            ))
-        })?;
         let run = self.images.run_config(image)?;
         let name = image
             .layers
@@ -407,8 +410,9 @@ impl ContainerManager {
     /// wait for the operation lock, so listing and status never wait behind a stop's grace
     /// period; the transition itself happens under the record's write lock.
     pub(super) fn refresh(&self, entry: &ContainerEntry) -> Result<ContainerRecord> {
-        if entry.snapshot().phase != ContainerPhase::Running {
-            return Ok(entry.snapshot());
+        let current = entry.snapshot();
+        if current.phase != ContainerPhase::Running {
+            return Ok(current);
         }
         let mut record = entry.record.write().unwrap_or_else(|e| e.into_inner());
         if record.phase != ContainerPhase::Running || entry.is_removed() {

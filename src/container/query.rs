@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::ContainerManager;
 use crate::error::Result;
+use crate::filter::{id_matches, labels_match};
 use crate::store::container::{ContainerBackend, ContainerPhase, ContainerRecord};
 
 fn cri_state(phase: ContainerPhase) -> ContainerState {
@@ -32,18 +33,14 @@ fn matches(record: &ContainerRecord, filter: Option<&ContainerFilter>) -> bool {
     let Some(filter) = filter else {
         return true;
     };
-    let id_ok = filter.id.is_empty() || record.id.starts_with(&filter.id);
-    let pod_ok =
-        filter.pod_sandbox_id.is_empty() || record.pod_id.starts_with(&filter.pod_sandbox_id);
     let state_ok = filter
         .state
         .as_ref()
         .is_none_or(|s| s.state == cri_state(record.phase) as i32);
-    let labels_ok = filter
-        .label_selector
-        .iter()
-        .all(|(k, v)| record.config.labels.get(k) == Some(v));
-    id_ok && pod_ok && state_ok && labels_ok
+    id_matches(&filter.id, &record.id)
+        && id_matches(&filter.pod_sandbox_id, &record.pod_id)
+        && state_ok
+        && labels_match(&filter.label_selector, &record.config.labels)
 }
 
 impl ContainerManager {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{SandboxManager, now_nanos};
 use crate::error::Result;
+use crate::filter::{id_matches, labels_match};
 use crate::store::sandbox::{SandboxPhase, SandboxRecord};
 
 fn cri_state(phase: SandboxPhase) -> PodSandboxState {
@@ -21,16 +22,13 @@ fn cri_state(phase: SandboxPhase) -> PodSandboxState {
 
 /// True when `record` passes every part of `filter`.
 fn matches(record: &SandboxRecord, filter: &PodSandboxFilter) -> bool {
-    let id_ok = filter.id.is_empty() || record.id.starts_with(&filter.id);
     let state_ok = filter
         .state
         .as_ref()
         .is_none_or(|s| s.state == cri_state(record.phase) as i32);
-    let labels_ok = filter
-        .label_selector
-        .iter()
-        .all(|(k, v)| record.config.labels.get(k) == Some(v));
-    id_ok && state_ok && labels_ok
+    id_matches(&filter.id, &record.id)
+        && state_ok
+        && labels_match(&filter.label_selector, &record.config.labels)
 }
 
 /// The pod's IPs while it runs; none once stopped, as CNI DEL gave them back (containerd
