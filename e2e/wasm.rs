@@ -7,212 +7,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use common::registry::TestRegistry;
+use common::containers::*;
 use common::*;
-use cri_proto::runtime_service_client::RuntimeServiceClient;
 use cri_proto::*;
 use tonic::Code;
-use tonic::transport::Channel;
-
-/// A daemon with the test images pulled, and one pod whose logs go to `logs`.
-struct WasmEnv {
-    registry: TestRegistry,
-    daemon: TestDaemon,
-    client: RuntimeServiceClient<Channel>,
-    pod: String,
-    logs: PathBuf,
-}
-
-impl WasmEnv {
-    async fn start(images: &[&str]) -> WasmEnv {
-        Self::start_with_handler(images, "").await
-    }
-
-    async fn start_with_handler(images: &[&str], handler: &str) -> WasmEnv {
-        let registry = TestRegistry::start(images);
-        let daemon = TestDaemon::start().await;
-        let mut image_client = daemon.images().await;
-        for image in images {
-            image_client
-                .pull_image(PullImageRequest {
-                    image: Some(ImageSpec {
-                        image: registry.reference(image),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_or_else(|e| panic!("pull {image}: {e:?}"));
-        }
-        let mut client = daemon.runtime().await;
-        let logs = daemon.dir.join("pod-logs");
-        let pod = new_pod(&mut client, "wasm", handler, &logs, HashMap::new()).await;
-        WasmEnv {
-            registry,
-            daemon,
-            client,
-            pod,
-            logs,
-        }
-    }
-
-    fn container(&self, image: &str, name: &str, args: &[&str]) -> ContainerConfig {
-        ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.registry.reference(image),
-                ..Default::default()
-            }),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}/0.log"),
-            labels: [("app".to_string(), name.to_string())].into(),
-            ..Default::default()
-        }
-    }
-
-    async fn create(&mut self, config: ContainerConfig) -> Result<String, tonic::Status> {
-        let pod = self.pod.clone();
-        self.create_in(&pod, config).await
-    }
-
-    async fn create_in(
-        &mut self,
-        pod: &str,
-        config: ContainerConfig,
-    ) -> Result<String, tonic::Status> {
-        self.client
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.to_string(),
-                config: Some(config),
-                sandbox_config: None,
-            })
-            .await
-            .map(|r| r.into_inner().container_id)
-    }
-
-    async fn start_container(&mut self, id: &str) {
-        self.client
-            .start_container(StartContainerRequest {
-                container_id: id.into(),
-            })
-            .await
-            .unwrap();
-    }
-
-    /// Creates and starts; returns the id.
-    async fn run(&mut self, config: ContainerConfig) -> String {
-        let id = self.create(config).await.unwrap();
-        self.start_container(&id).await;
-        id
-    }
-
-    async fn status(&mut self, id: &str) -> ContainerStatus {
-        self.client
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-    }
-
-    async fn info(&mut self, id: &str) -> serde_json::Value {
-        let response = self
-            .client
-            .container_status(ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        serde_json::from_str(&response.info["info"]).unwrap()
-    }
-
-    /// Waits (up to 20 s) for the container to exit and returns its status.
-    async fn exited(&mut self, id: &str) -> ContainerStatus {
-        for _ in 0..800 {
-            let status = self.status(id).await;
-            if status.state == ContainerState::ContainerExited as i32 {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("container {id} did not exit within 20 s");
-    }
-
-    fn log(&self, name: &str) -> Vec<(String, String, String)> {
-        log_lines(&self.logs.join(name).join("0.log"))
-    }
-}
-
-async fn new_pod(
-    client: &mut RuntimeServiceClient<Channel>,
-    name: &str,
-    handler: &str,
-    logs: &Path,
-    annotations: HashMap<String, String>,
-) -> String {
-    let mut config = pod_config(name, &[]);
-    config.log_directory = logs.display().to_string();
-    config.annotations.extend(annotations);
-    client
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: handler.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id
-}
-
-/// (stream, tag, text) of each line of a CRI log file; checks every timestamp's shape.
-fn log_lines(path: &Path) -> Vec<(String, String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            let mut parts = l.splitn(4, ' ');
-            let time = parts.next().unwrap();
-            assert!(
-                time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
-                "RFC3339Nano timestamp: {l}"
-            );
-            (
-                parts.next().unwrap().to_string(),
-                parts.next().unwrap().to_string(),
-                parts.next().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn line(stream: &str, tag: &str, text: &str) -> (String, String, String) {
-    (stream.into(), tag.into(), text.into())
-}
-
-fn env(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
-    pairs
-        .iter()
-        .map(|(k, v)| KeyValue {
-            key: k.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn a_module_runs_with_argv_env_logs_and_exit_codes() {
-    let mut env_ = WasmEnv::start(&["wasm-probe"]).await;
+    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
     let hello = env_.container("wasm-probe", "hello", &[]);
     let id = env_.run(hello).await;
     let status = env_.exited(&id).await;
@@ -335,7 +140,7 @@ async fn a_module_runs_with_argv_env_logs_and_exit_codes() {
 
 #[tokio::test]
 async fn memory_limits_and_stops_interrupt_only_their_own_container() {
-    let mut env_ = WasmEnv::start(&["wasm-probe"]).await;
+    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
     let mut limited = env_.container("wasm-probe", "limited", &["grow"]);
     limited.linux = Some(LinuxContainerConfig {
         resources: Some(LinuxContainerResources {
@@ -450,7 +255,7 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
 
 #[tokio::test]
 async fn mounts_readonly_components_and_reopened_logs() {
-    let mut env_ = WasmEnv::start(&["wasm-probe", "wasm-probe-component"]).await;
+    let mut env_ = PodEnv::start(&["wasm-probe", "wasm-probe-component"]).await;
     let shared = tempfile::tempdir().unwrap();
     let mount = |readonly: bool| Mount {
         host_path: shared.path().display().to_string(),
@@ -529,8 +334,8 @@ async fn mounts_readonly_components_and_reopened_logs() {
 #[tokio::test]
 async fn the_backend_is_chosen_by_handler_annotation_media_type_and_magic() {
     let images = ["busybox", "wasm-entrypoint", "wasm-platform", "wasm-module"];
-    let mut env_ = WasmEnv::start(&images).await;
-    let selected = async |env_: &mut WasmEnv, pod: &str, image: &str, name: &str| {
+    let mut env_ = PodEnv::start(&images).await;
+    let selected = async |env_: &mut PodEnv, pod: &str, image: &str, name: &str| {
         let config = env_.container(image, name, &[]);
         let id = env_.create_in(pod, config).await.unwrap();
         env_.start_container(&id).await;
@@ -555,13 +360,17 @@ async fn the_backend_is_chosen_by_handler_annotation_media_type_and_magic() {
         "the image's entrypoint file"
     );
 
-    // A Linux image: Linux containers are not built yet, and say so.
-    let err = env_
+    // A Linux image without wasm runs as a Linux container.
+    let id = env_
         .create(env_.container("busybox", "linux", &[]))
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
-    assert!(err.message().contains("Linux containers are not built yet"));
+        .unwrap();
+    let info = env_.info(&id).await;
+    assert_eq!(info["backend"], "linux", "{info}");
+    assert_eq!(
+        info["selectedBy"],
+        "no rule chose wasm and the image's entrypoint is not wasm"
+    );
 
     // Annotations: the container's, then the pod's.
     let mut compat = env_.container("wasm-entrypoint", "smart", &[]);
@@ -610,7 +419,11 @@ async fn the_backend_is_chosen_by_handler_annotation_media_type_and_magic() {
         .create_in(&linux_pod, env_.container("wasm-module", "w", &[]))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("runtime handler is of kind linux"),
+        "{err:?}"
+    );
     let annotated = new_pod(
         &mut client,
         "annotated",
@@ -648,7 +461,7 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
         "wasm-bad-import",
         "wasm-bad-component",
     ];
-    let mut env_ = WasmEnv::start(&images).await;
+    let mut env_ = PodEnv::start(&images).await;
     for (image, want) in [
         ("wasm-bad-nostart", "no `_start`"),
         ("wasm-bad-import", "env::missing"),
@@ -749,7 +562,7 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
 
 #[tokio::test]
 async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
-    let mut env_ = WasmEnv::start(&["wasm-probe"]).await;
+    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
     let id = env_
         .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
         .await;
@@ -783,7 +596,7 @@ async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
 
 #[tokio::test]
 async fn a_platform_image_gives_the_guest_its_files_at_the_root() {
-    let mut env_ = WasmEnv::start(&["wasm-probe-platform"]).await;
+    let mut env_ = PodEnv::start(&["wasm-probe-platform"]).await;
     let id = env_
         .run(env_.container("wasm-probe-platform", "rooted", &["write"]))
         .await;

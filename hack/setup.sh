@@ -15,6 +15,8 @@ packages=(
   containernetworking-plugins  # CNI plugins (bridge, host-local, portmap, loopback) in /usr/lib/cni
   iptables            # the bridge and portmap plugins program NAT with it
   iproute2            # ip, used by the network tests
+  libseccomp-dev      # libcontainer links libseccomp for container seccomp profiles
+  pkg-config          # finds libseccomp at build time
 )
 
 missing=()

@@ -1,6 +1,8 @@
 //! The `crishim` command: `serve` runs the CRI daemon; `monitor` is the per-pod process the
-//! daemon starts (internal); `version` prints the version.
+//! daemon starts (internal); `helper` calls libcontainer for them (internal); `version` prints
+//! the version.
 
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +30,9 @@ enum Command {
     /// The per-pod monitor (started by the daemon; not for direct use).
     #[command(hide = true)]
     Monitor(MonitorArgs),
+    /// Calls libcontainer for the monitor and the daemon (internal).
+    #[command(hide = true, subcommand)]
+    Helper(crishim::runtime::linux::helper::HelperCommand),
     /// Print the version.
     Version,
 }
@@ -67,6 +72,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Monitor(args) => ExitCode::from(crishim::monitor::process::run(args) as u8),
+        Command::Helper(command) => {
+            init_helper_logging();
+            ExitCode::from(crishim::runtime::linux::helper::run(command) as u8)
+        }
         Command::Version => {
             println!("crishim {} (CRI v1)", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -83,6 +92,23 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// libcontainer's diagnostics go to the helper's stderr (the monitor's log) at the level in
+/// CRISHIM_HELPER_LOG (default warn), through a close-on-exec copy of it: the container's
+/// processes get the container's own stderr on fd 2, and must never get these lines.
+fn init_helper_logging() {
+    let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let stderr = std::sync::Mutex::new(std::fs::File::from(stderr));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRISHIM_HELPER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(stderr)
+        .with_ansi(false)
+        .init();
 }
 
 fn init_logging(format: LogFormat) {

@@ -16,6 +16,11 @@
 //!   exit (PodToExit: from RunPodSandbox to the exit seen); then the pod is removed.
 //! - `idle-container-pods`: like `idle-pods`, each pod also running one container of `--image`
 //!   with `--arg`s (a guest that stays up), to measure memory per pod.
+//! - `container-lifecycle`: in one pod, `--count` containers of `--image` that stay up:
+//!   CreateContainer, StartContainer, StopContainer (with `--stop-timeout`, default 0),
+//!   RemoveContainer.
+//!
+//! `--command` (repeatable) sets the containers' command (a Linux image's `true` or `sleep`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -62,6 +67,13 @@ struct Args {
     /// Container scenarios: the container's args (repeat for several).
     #[arg(long = "arg")]
     args: Vec<String>,
+    /// Container scenarios: the container's command, replacing the image's entrypoint
+    /// (repeat for several words).
+    #[arg(long = "command")]
+    command: Vec<String>,
+    /// container-lifecycle: StopContainer's timeout in seconds.
+    #[arg(long, default_value_t = 0)]
+    stop_timeout: i64,
     /// pull: keep the image after the last pull (to measure its disk use).
     #[arg(long)]
     keep: bool,
@@ -85,6 +97,7 @@ enum Scenario {
     ContainerRun,
     PodToExit,
     IdleContainerPods,
+    ContainerLifecycle,
 }
 
 /// Latencies of one RPC, in seconds.
@@ -258,6 +271,7 @@ fn container_config(args: &Args, name: String) -> ContainerConfig {
             image: args.image.clone().unwrap_or_default(),
             ..Default::default()
         }),
+        command: args.command.clone(),
         args: args.args.clone(),
         ..Default::default()
     }
@@ -424,7 +438,10 @@ async fn main() -> ExitCode {
             }
             wall
         }
-        Scenario::ContainerRun | Scenario::PodToExit | Scenario::IdleContainerPods => {
+        Scenario::ContainerRun
+        | Scenario::PodToExit
+        | Scenario::IdleContainerPods
+        | Scenario::ContainerLifecycle => {
             if let Err(e) = pull_image(channel.clone(), &args).await {
                 eprintln!("crishim-bench: {e}");
                 return ExitCode::FAILURE;
@@ -432,6 +449,9 @@ async fn main() -> ExitCode {
             match args.scenario {
                 Scenario::ContainerRun => container_run(&args, channel, rec.clone(), run_id).await,
                 Scenario::PodToExit => pod_to_exit(&args, channel, rec.clone(), run_id).await,
+                Scenario::ContainerLifecycle => {
+                    container_lifecycle(&args, channel, rec.clone(), run_id).await
+                }
                 _ => idle_container_pods(&args, channel, rec.clone(), run_id).await,
             }
         }
@@ -513,6 +533,39 @@ async fn container_run(args: &Args, channel: Channel, rec: Arc<Recorder>, run_id
                 return;
             }
             rec.record("RunToExit", started.elapsed()).await;
+            let remove = RemoveContainerRequest { container_id: id };
+            rec.time("RemoveContainer", client.remove_container(remove))
+                .await;
+        }
+    })
+    .await;
+    stop_and_remove(&mut client, &rec, &pod).await;
+    wall
+}
+
+async fn container_lifecycle(
+    args: &Args,
+    channel: Channel,
+    rec: Arc<Recorder>,
+    run_id: u32,
+) -> Duration {
+    let mut client = RuntimeServiceClient::new(channel.clone());
+    let Some(pod) = run_pod(&mut client, &rec, args, run_id, 0).await else {
+        return Duration::ZERO;
+    };
+    let (rec2, args2, pod2) = (rec.clone(), args.clone(), pod.clone());
+    let wall = drive(args, channel, move |mut client, i| {
+        let (rec, args, pod) = (rec2.clone(), args2.clone(), pod2.clone());
+        async move {
+            let name = format!("bench-{i}");
+            let Some(id) = start_container(&mut client, &rec, &args, &pod, name).await else {
+                return;
+            };
+            let stop = StopContainerRequest {
+                container_id: id.clone(),
+                timeout: args.stop_timeout,
+            };
+            rec.time("StopContainer", client.stop_container(stop)).await;
             let remove = RemoveContainerRequest { container_id: id };
             rec.time("RemoveContainer", client.remove_container(remove))
                 .await;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use cri_proto::*;
 use crishim::os::cgroup::{Cgroups, HostCgroups};
 use crishim::os::process::start_time;
 use crishim::store::checkpoint;
+use crishim::store::container::{ContainerBackend, ContainerRecord};
 use crishim::store::layout::Layout;
 use crishim::store::sandbox::SandboxRecord;
 use tonic::transport::Channel;
@@ -242,10 +244,11 @@ impl Drop for TestDaemon {
         self.kill9();
         unmount_under(&self.dir);
         let layout = self.layout();
+        let cgroups = HostCgroups::detect().ok();
+        kill_linux_containers(&layout, cgroups.as_ref());
         let Ok(entries) = std::fs::read_dir(layout.sandboxes_dir()) else {
             return;
         };
-        let cgroups = HostCgroups::detect().ok();
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
             let Ok(record) = checkpoint::read::<SandboxRecord>(&layout.sandbox_checkpoint(&id))
@@ -270,6 +273,40 @@ impl Drop for TestDaemon {
             if let Some(cgroups) = &cgroups {
                 let _ = cgroups.remove(&record.cgroup);
             }
+        }
+    }
+}
+
+/// Kills what is left in the cgroup of every Linux container a failed test left, and removes
+/// the cgroup.
+fn kill_linux_containers(layout: &Layout, cgroups: Option<&HostCgroups>) {
+    let Ok(entries) = std::fs::read_dir(layout.containers_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let Ok(record) = checkpoint::read::<ContainerRecord>(&layout.container_checkpoint(&id))
+        else {
+            continue;
+        };
+        let ContainerBackend::Linux { launch } = record.backend else {
+            continue;
+        };
+        for mount in cgroup_mounts() {
+            let procs = mount
+                .join(launch.cgroup.trim_start_matches('/'))
+                .join("cgroup.procs");
+            for pid in std::fs::read_to_string(procs).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        if let Some(cgroups) = cgroups {
+            let _ = cgroups.remove(&launch.cgroup);
         }
     }
 }

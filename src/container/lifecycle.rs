@@ -66,23 +66,23 @@ impl ContainerManager {
         );
         // The artifact is looked up once: it settles the last rule and is what runs.
         let (rule, artifact) = match choice {
-            Choice::Linux(rule) => return Err(linux_not_built(rule)),
-            Choice::Wasm(rule) => (rule, self.images.wasm_artifact(&image)?),
+            Choice::Linux(rule) => (rule, None),
+            Choice::Wasm(rule) => match self.images.wasm_artifact(&image)? {
+                Some(artifact) => (rule, Some(artifact)),
+                None => return Err(no_wasm(rule, &image)),
+            },
             Choice::WasmIfEntrypoint(rule) => match self.images.wasm_artifact(&image)? {
                 Some(artifact) => (rule, Some(artifact)),
-                None => return Err(linux_not_built(rule)),
+                None => (LINUX_BY_DEFAULT, None),
             },
         };
-        let artifact = artifact.ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{rule} selects wasm, but image {} has no wasm module or component (no wasm layer, and its entrypoint {:?} is not a wasm file)",
-                image.id, image.program
-            ))
-        })?;
         let id = crate::store::new_id()?;
         let key = name_key(&pod.id, &config);
         self.reserve_name(&key, &id)?;
-        let created = self.create_wasm(&id, config, &pod, &image, artifact, rule);
+        let created = match artifact {
+            Some(artifact) => self.create_wasm(&id, config, &pod, &image, artifact, rule),
+            None => self.create_linux(&id, config, &pod, &image, rule),
+        };
         if created.is_err() {
             self.release_name(&key, &id);
         }
@@ -136,18 +136,23 @@ impl ContainerManager {
             exit: None,
             config,
         };
+        self.register(record)
+    }
+
+    /// Has the monitor create the container, then makes it known. A StopPodSandbox or
+    /// RemovePodSandbox that ran meanwhile did not see it: it must not outlive its pod's
+    /// monitor as a created container.
+    pub(super) fn register(&self, record: ContainerRecord) -> Result<()> {
+        let (id, pod_id) = (record.id.clone(), record.pod_id.clone());
         let record = self.create_in_monitor(record)?;
         self.containers
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string(), Arc::new(ContainerEntry::new(record)));
-        // A StopPodSandbox or RemovePodSandbox that ran meanwhile did not see this container:
-        // it must not outlive its pod's monitor as a created container.
-        if self.pod_monitor_gone(&pod.id) {
-            self.remove(id)?;
+            .insert(id.clone(), Arc::new(ContainerEntry::new(record)));
+        if self.pod_monitor_gone(&pod_id) {
+            self.remove(&id)?;
             return Err(Error::FailedPrecondition(format!(
-                "pod sandbox {} was stopped while the container was being created",
-                pod.id
+                "pod sandbox {pod_id} was stopped while the container was being created"
             )));
         }
         Ok(())
@@ -159,14 +164,15 @@ impl ContainerManager {
             self.undo_create(&record);
             return Err(e);
         }
-        let ContainerBackend::Wasm { launch } = &record.backend;
-        let created = self.ask(
-            &record.pod_id,
-            &Request::CreateWasm {
+        let request = match &record.backend {
+            ContainerBackend::Wasm { launch } => Request::CreateWasm {
                 launch: launch.clone(),
             },
-            MONITOR_TIMEOUT,
-        );
+            ContainerBackend::Linux { launch } => Request::CreateLinux {
+                launch: launch.clone(),
+            },
+        };
+        let created = self.ask(&record.pod_id, &request, MONITOR_TIMEOUT);
         let saved = created.and_then(|()| {
             record.phase = ContainerPhase::Created;
             self.save_unsynced(&record)
@@ -201,7 +207,7 @@ impl ContainerManager {
     }
 
     /// Unmounts and deletes the container's root filesystem, if it has one; idempotent.
-    fn remove_bundle(&self, record: &ContainerRecord) -> Result<()> {
+    pub(super) fn remove_bundle(&self, record: &ContainerRecord) -> Result<()> {
         match &record.bundle {
             Some(bundle) => rootfs::remove(self.images.store(), &*self.mounts, &record.id, bundle),
             None => Ok(()),
@@ -324,8 +330,14 @@ impl ContainerManager {
             container_id: record.id.clone(),
         };
         match self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT) {
-            // A monitor that is gone (pod stopped) has forgotten it already.
-            Ok(()) | Err(Error::NotFound(_)) | Err(Error::Unavailable(_)) => {}
+            Ok(()) | Err(Error::NotFound(_)) => {}
+            // A monitor that is gone has forgotten it already; a Linux container may outlive
+            // a monitor that died, so what is left of it is killed and deleted here.
+            Err(Error::Unavailable(_)) => {
+                if let ContainerBackend::Linux { launch } = &record.backend {
+                    crate::runtime::linux::container::delete(launch).map_err(Error::Internal)?;
+                }
+            }
             Err(e) => return Err(e),
         }
         self.remove_bundle(&record)?;
@@ -446,9 +458,12 @@ impl ContainerManager {
     }
 }
 
-fn linux_not_built(rule: &str) -> Error {
-    Error::Unimplemented(format!(
-        "this container would run as a Linux container ({rule}), and Linux containers are not \
-         built yet; only wasm containers run today"
+/// The rule named when no rule chose wasm and the entrypoint is not wasm either.
+const LINUX_BY_DEFAULT: &str = "no rule chose wasm and the image's entrypoint is not wasm";
+
+fn no_wasm(rule: &str, image: &ImageRecord) -> Error {
+    Error::InvalidArgument(format!(
+        "{rule} selects wasm, but image {} has no wasm module or component (no wasm layer, and its entrypoint {:?} is not a wasm file)",
+        image.id, image.program
     ))
 }

@@ -1,11 +1,13 @@
 //! Containers: the domain logic behind CreateContainer, StartContainer, StopContainer,
 //! RemoveContainer, ContainerStatus, ListContainers and ReopenContainerLog, and the cascade
 //! from StopPodSandbox and RemovePodSandbox. Containers run inside their pod's monitor (wasm
-//! today); this side keeps the records, checkpoints them, and asks the monitor through the
+//! instances, and Linux containers as its children); this side keeps the records, checkpoints them, and asks the monitor through the
 //! [`MonitorClient`] trait. Everything here is synchronous: the gRPC layer runs it on
 //! blocking threads.
 
 mod lifecycle;
+pub mod linux;
+mod pod_files;
 mod query;
 mod recover;
 pub mod select;
@@ -73,6 +75,8 @@ pub struct ContainerManager {
     mounts: Arc<dyn Mounter>,
     containers: RwLock<HashMap<String, Arc<ContainerEntry>>>,
     names: Mutex<HashMap<String, String>>,
+    /// Serialises making a pod's shared files (its first Linux containers may race).
+    pod_files_lock: Mutex<()>,
 }
 
 /// How long a monitor may take to answer a request that does not wait on the guest.
@@ -96,6 +100,7 @@ impl ContainerManager {
             mounts,
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
+            pod_files_lock: Mutex::new(()),
         }
     }
 

@@ -81,9 +81,12 @@ impl ContainerManager {
             user: None,
         };
         let info = if verbose {
-            let ContainerBackend::Wasm { launch } = &record.backend;
+            let (backend, launch) = match &record.backend {
+                ContainerBackend::Wasm { launch } => ("wasm", json!(launch)),
+                ContainerBackend::Linux { launch } => ("linux", json!(launch)),
+            };
             let value = json!({
-                "backend": "wasm",
+                "backend": backend,
                 "selectedBy": record.selected_by,
                 "podSandboxId": record.pod_id,
                 "launch": launch,

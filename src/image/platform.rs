@@ -91,6 +91,9 @@ pub struct RunConfig {
     /// `WorkingDir`.
     #[serde(rename = "WorkingDir", default)]
     pub working_dir: Option<String>,
+    /// `StopSignal`: the signal StopContainer sends first (a name like `SIGQUIT` or a number).
+    #[serde(rename = "StopSignal", default)]
+    pub stop_signal: Option<String>,
 }
 
 /// The `rootfs` object of an image config.

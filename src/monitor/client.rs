@@ -10,28 +10,32 @@ use crate::monitor::protocol::{RefusalCode, Request, Response, call};
 /// Talks to pod monitors; the real one over their control sockets.
 pub trait MonitorClient: Send + Sync {
     /// Sends `request` to the monitor on `socket` and waits up to `timeout` for its answer.
-    fn request(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<()>;
+    fn send(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<Response>;
+
+    /// Sends a request whose answer is only success or failure.
+    fn request(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<()> {
+        outcome(self.send(socket, request, timeout)?)
+    }
 }
 
 /// The real client.
 pub struct SocketMonitorClient;
 
 impl MonitorClient for SocketMonitorClient {
-    fn request(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<()> {
-        let response = call(socket, request, timeout).map_err(|e| {
+    fn send(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<Response> {
+        call(socket, request, timeout).map_err(|e| {
             Error::Unavailable(format!(
                 "the pod's monitor at {} did not answer: {e}",
                 socket.display()
             ))
-        })?;
-        outcome(response)
+        })
     }
 }
 
 /// A monitor's answer as a result.
 pub fn outcome(response: Response) -> Result<()> {
     match response {
-        Response::Done | Response::Pong { .. } => Ok(()),
+        Response::Done | Response::Pong { .. } | Response::Exec { .. } => Ok(()),
         Response::Failed { message } => Err(Error::Internal(message)),
         Response::Refused { code, message } => Err(match code {
             RefusalCode::Invalid => Error::InvalidArgument(message),
@@ -65,7 +69,7 @@ impl FakeMonitorClient {
 }
 
 impl MonitorClient for FakeMonitorClient {
-    fn request(&self, _socket: &Path, request: &Request, _timeout: Duration) -> Result<()> {
+    fn send(&self, _socket: &Path, request: &Request, _timeout: Duration) -> Result<Response> {
         self.requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -76,6 +80,6 @@ impl MonitorClient for FakeMonitorClient {
         if let Some(hook) = &*self.on_request.lock().unwrap_or_else(|e| e.into_inner()) {
             hook(request);
         }
-        Ok(())
+        Ok(Response::Done)
     }
 }

@@ -1,11 +1,15 @@
-//! The containers a monitor runs. Wasm containers run on threads of the monitor itself; each
-//! records its own exit to disk (atomically) when it ends.
+//! The containers a monitor runs. Wasm containers run on threads of the monitor itself; Linux
+//! containers are processes (children of the monitor) with a thread each that writes their log
+//! and reaps them. Each records its own exit to disk (atomically) when it ends.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::logs::CriLog;
+use crate::runtime::linux::container::LinuxContainer;
+use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
 use crate::store::checkpoint;
@@ -52,11 +56,21 @@ enum Phase {
     Running,
 }
 
+/// What runs the container.
+enum Body {
+    /// A wasm instance, run on a thread of its own at start.
+    Wasm {
+        launch: Box<WasmLaunch>,
+        prepared: Prepared,
+        stop: Arc<StopSignal>,
+    },
+    /// A Linux container process, watched by a thread of its own from creation.
+    Linux(Arc<LinuxContainer>),
+}
+
 struct Slot {
-    launch: WasmLaunch,
-    prepared: Prepared,
+    body: Body,
     log: Arc<Mutex<CriLog>>,
-    stop: Arc<StopSignal>,
     ended: Arc<Ended>,
     phase: Phase,
 }
@@ -88,30 +102,71 @@ impl PodContainers {
         })?;
         let log = CriLog::open(launch.log_path.as_deref())
             .map_err(|e| ContainerError::Host(e.to_string()))?;
-        let mut slots = self.lock();
-        if slots.contains_key(&launch.container_id) {
-            return Err(ContainerError::State(format!(
-                "container {} exists already",
-                launch.container_id
-            )));
-        }
-        slots.insert(
-            launch.container_id.clone(),
+        let id = launch.container_id.clone();
+        self.insert(
+            &id,
             Slot {
-                launch,
-                prepared,
+                body: Body::Wasm {
+                    launch: Box::new(launch),
+                    prepared,
+                    stop: Arc::new(StopSignal::default()),
+                },
                 log: Arc::new(Mutex::new(log)),
-                stop: Arc::new(StopSignal::default()),
                 ended: Arc::new(Ended::default()),
                 phase: Phase::Created,
             },
-        );
+        )
+    }
+
+    /// Creates a Linux container through the helper and starts the thread that writes its
+    /// log and records its exit; it runs its process on [`Self::start`].
+    pub fn create_linux(&self, launch: LinuxLaunch) -> Result<(), ContainerError> {
+        let id = launch.container_id.clone();
+        if self.lock().contains_key(&id) {
+            return Err(exists(&id));
+        }
+        let log = CriLog::open(launch.log_path.as_deref())
+            .map_err(|e| ContainerError::Host(e.to_string()))?;
+        let (container, pipes) = LinuxContainer::create(Path::new(SELF_EXE), launch)?;
+        let container = Arc::new(container);
+        let log = Arc::new(Mutex::new(log));
+        let ended = Arc::new(Ended::default());
+        let watched = (container.clone(), log.clone(), ended.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("linux-{}", id.chars().take(12).collect::<String>()))
+            .spawn(move || {
+                let (container, log, ended) = watched;
+                container.watch(&pipes, &log);
+                ended.set();
+            });
+        if let Err(e) = spawned {
+            container.signal(libc::SIGKILL);
+            return Err(ContainerError::Host(format!(
+                "start a thread for {id}: {e}"
+            )));
+        }
+        self.insert(
+            &id,
+            Slot {
+                body: Body::Linux(container),
+                log,
+                ended,
+                phase: Phase::Created,
+            },
+        )
+    }
+
+    fn insert(&self, id: &str, slot: Slot) -> Result<(), ContainerError> {
+        let mut slots = self.lock();
+        if slots.contains_key(id) {
+            return Err(exists(id));
+        }
+        slots.insert(id.to_string(), slot);
         Ok(())
     }
 
     /// Starts a created container on a thread of its own.
     pub fn start(&self, id: &str) -> Result<(), ContainerError> {
-        let host = self.wasm()?;
         let mut slots = self.lock();
         let slot = slots.get_mut(id).ok_or_else(|| unknown(id))?;
         if !matches!(slot.phase, Phase::Created) {
@@ -119,12 +174,40 @@ impl PodContainers {
                 "container {id} was started already"
             )));
         }
+        match &slot.body {
+            Body::Linux(container) => {
+                if slot.ended.wait(Duration::ZERO) {
+                    return Err(ContainerError::State(format!(
+                        "container {id} exited before it was started"
+                    )));
+                }
+                container.start()?;
+            }
+            Body::Wasm {
+                launch,
+                prepared,
+                stop,
+            } => Self::start_wasm(self.wasm()?, launch, prepared, &slot.log, stop, &slot.ended)?,
+        }
+        slot.phase = Phase::Running;
+        Ok(())
+    }
+
+    fn start_wasm(
+        host: Arc<WasmHost>,
+        launch: &WasmLaunch,
+        prepared: &Prepared,
+        log: &Arc<Mutex<CriLog>>,
+        stop: &Arc<StopSignal>,
+        ended: &Arc<Ended>,
+    ) -> Result<(), ContainerError> {
+        let id = &launch.container_id;
         let (prepared, launch, log, stop, ended) = (
-            slot.prepared.clone(),
-            slot.launch.clone(),
-            slot.log.clone(),
-            slot.stop.clone(),
-            slot.ended.clone(),
+            prepared.clone(),
+            launch.clone(),
+            log.clone(),
+            stop.clone(),
+            ended.clone(),
         );
         std::thread::Builder::new()
             .name(format!("wasm-{}", id.chars().take(12).collect::<String>()))
@@ -145,26 +228,37 @@ impl PodContainers {
                 ended.set();
             })
             .map_err(|e| ContainerError::Host(format!("start a thread for {id}: {e}")))?;
-        slot.phase = Phase::Running;
         Ok(())
     }
 
     /// Waits up to `timeout` for the container to end, then interrupts it. A container that
     /// is not running is stopped already.
     pub fn stop(&self, id: &str, timeout: Duration) -> Result<(), ContainerError> {
-        let (stop, ended) = {
+        let (interrupt, ended) = {
             let slots = self.lock();
             let slot = slots.get(id).ok_or_else(|| unknown(id))?;
             if !matches!(slot.phase, Phase::Running) {
                 return Ok(());
             }
-            (slot.stop.clone(), slot.ended.clone())
+            let interrupt = match &slot.body {
+                Body::Wasm { stop, .. } => Interrupt::Wasm(stop.clone()),
+                Body::Linux(container) => {
+                    container.signal(container.stop_signal());
+                    Interrupt::Linux(container.clone())
+                }
+            };
+            (interrupt, slot.ended.clone())
         };
         if ended.wait(timeout) {
             return Ok(());
         }
-        stop.stop();
-        self.wasm()?.interrupt();
+        match interrupt {
+            Interrupt::Wasm(stop) => {
+                stop.stop();
+                self.wasm()?.interrupt();
+            }
+            Interrupt::Linux(container) => container.signal(libc::SIGKILL),
+        }
         if ended.wait(INTERRUPT_GRACE) {
             Ok(())
         } else {
@@ -175,16 +269,61 @@ impl PodContainers {
         }
     }
 
-    /// Forgets a container that is not running (a running one must be stopped first); an
-    /// unknown one is Unknown, which the daemon takes as forgotten already.
+    /// Forgets a container that is not running (a running one must be stopped first): a
+    /// created Linux container is killed, and its state and cgroup deleted. An unknown one is
+    /// Unknown, which the daemon takes as forgotten already.
     pub fn remove(&self, id: &str) -> Result<(), ContainerError> {
-        let mut slots = self.lock();
-        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
-        if matches!(slot.phase, Phase::Running) && !slot.ended.wait(Duration::ZERO) {
-            return Err(ContainerError::State(format!("container {id} is running")));
+        let (body_linux, ended) = {
+            let slots = self.lock();
+            let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+            if matches!(slot.phase, Phase::Running) && !slot.ended.wait(Duration::ZERO) {
+                return Err(ContainerError::State(format!("container {id} is running")));
+            }
+            let linux = match &slot.body {
+                Body::Linux(container) => Some(container.clone()),
+                Body::Wasm { .. } => None,
+            };
+            (linux, slot.ended.clone())
+        };
+        if let Some(container) = body_linux {
+            container.signal(libc::SIGKILL);
+            if !ended.wait(INTERRUPT_GRACE) {
+                return Err(ContainerError::Host(format!(
+                    "container {id} did not exit within {} s of SIGKILL",
+                    INTERRUPT_GRACE.as_secs()
+                )));
+            }
+            container.delete()?;
         }
-        slots.remove(id);
+        self.lock().remove(id);
         Ok(())
+    }
+
+    /// Runs `argv` in a running Linux container through the helper; `timeout` zero means none.
+    pub fn exec(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutcome, ContainerError> {
+        let container = {
+            let slots = self.lock();
+            let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+            if !matches!(slot.phase, Phase::Running) || slot.ended.wait(Duration::ZERO) {
+                return Err(ContainerError::State(format!(
+                    "container {id} is not running"
+                )));
+            }
+            match &slot.body {
+                Body::Linux(container) => container.clone(),
+                Body::Wasm { .. } => {
+                    return Err(ContainerError::Invalid(format!(
+                        "container {id} is a wasm container: it has no processes to exec beside it"
+                    )));
+                }
+            }
+        };
+        container.exec(Path::new(SELF_EXE), argv, timeout)
     }
 
     /// Reopens a running container's log file at its path.
@@ -200,12 +339,16 @@ impl PodContainers {
         result.map_err(|e| ContainerError::Host(e.to_string()))
     }
 
-    /// Interrupts every running container and waits for their exits to be recorded.
+    /// Interrupts every running container and waits for their exits to be recorded; Linux
+    /// containers are then deleted (their cgroups must not outlive the pod).
     pub fn stop_all(&self) {
         let ids: Vec<String> = self.lock().keys().cloned().collect();
         for id in ids {
             if let Err(e) = self.stop(&id, Duration::ZERO) {
                 eprintln!("stopping {id}: {e:?}");
+            }
+            if let Err(e) = self.remove(&id) {
+                eprintln!("removing {id}: {e:?}");
             }
         }
     }
@@ -213,6 +356,20 @@ impl PodContainers {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// How a running container is interrupted once its grace period is over.
+enum Interrupt {
+    Wasm(Arc<StopSignal>),
+    Linux(Arc<LinuxContainer>),
+}
+
+/// The monitor's own binary, which also holds the helper (and stays runnable if the file on
+/// disk is replaced).
+const SELF_EXE: &str = "/proc/self/exe";
+
+fn exists(id: &str) -> ContainerError {
+    ContainerError::State(format!("container {id} exists already"))
 }
 
 fn unknown(id: &str) -> ContainerError {

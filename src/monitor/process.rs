@@ -230,7 +230,16 @@ fn respond(mut stream: &UnixStream, response: &Response) -> std::io::Result<()> 
 
 fn answer(containers: &PodContainers, request: Request) -> Response {
     let outcome = match request {
+        Request::ExecSync {
+            container_id,
+            argv,
+            timeout_ms,
+        } => match containers.exec(&container_id, argv, Duration::from_millis(timeout_ms)) {
+            Ok(outcome) => return Response::Exec { outcome },
+            Err(e) => Err(e),
+        },
         Request::CreateWasm { launch } => containers.create_wasm(launch),
+        Request::CreateLinux { launch } => containers.create_linux(launch),
         Request::StartContainer { container_id } => containers.start(&container_id),
         Request::StopContainer {
             container_id,

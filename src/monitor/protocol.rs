@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::wasm::launch::WasmLaunch;
 
 /// A request to a monitor.
@@ -22,6 +23,11 @@ pub enum Request {
     CreateWasm {
         /// What to run.
         launch: WasmLaunch,
+    },
+    /// Create a Linux container (through the helper); it runs on StartContainer.
+    CreateLinux {
+        /// What to create.
+        launch: LinuxLaunch,
     },
     /// Start a created container.
     StartContainer {
@@ -45,6 +51,15 @@ pub enum Request {
         /// Container id.
         container_id: String,
     },
+    /// Run a command in a running Linux container (through the helper) and return its output.
+    ExecSync {
+        /// Container id.
+        container_id: String,
+        /// The command.
+        argv: Vec<String>,
+        /// Kill it after this long; 0 means no limit.
+        timeout_ms: u64,
+    },
 }
 
 /// A monitor's answer.
@@ -60,6 +75,11 @@ pub enum Response {
     },
     /// The request was carried out.
     Done,
+    /// Answer to ExecSync.
+    Exec {
+        /// What the command did.
+        outcome: ExecOutcome,
+    },
     /// The request failed.
     Failed {
         /// Why.

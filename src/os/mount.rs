@@ -15,6 +15,9 @@ pub trait Mounter: Send + Sync {
     fn unmount(&self, target: &Path) -> Result<()>;
     /// Mounts an overlay on `target`: `lowers` top first, writes going to `upper`.
     fn overlay(&self, lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()>;
+    /// Mounts a tmpfs of at most `size` bytes on the existing directory `target` (nosuid,
+    /// nodev, noexec, mode 1777: a pod's /dev/shm).
+    fn tmpfs(&self, target: &Path, size: u64) -> Result<()>;
 }
 
 /// The mount data for an overlay, refusing paths overlayfs cannot take in its option string.
@@ -76,6 +79,17 @@ impl Mounter for HostMounter {
         .map_err(|e| Error::io_path("mount overlay on", target, e.into()))
     }
 
+    fn tmpfs(&self, target: &Path, size: u64) -> Result<()> {
+        nix::mount::mount(
+            Some("shm"),
+            target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("mode=1777,size={size}").as_str()),
+        )
+        .map_err(|e| Error::io_path("mount tmpfs on", target, e.into()))
+    }
+
     fn unmount(&self, target: &Path) -> Result<()> {
         match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
@@ -118,6 +132,14 @@ impl Mounter for FakeMounter {
         let options = overlay_options(lowers, upper, work)?;
         self.lock()
             .push((PathBuf::from(options), target.to_path_buf()));
+        Ok(())
+    }
+
+    fn tmpfs(&self, target: &Path, size: u64) -> Result<()> {
+        self.lock().push((
+            PathBuf::from(format!("tmpfs size={size}")),
+            target.to_path_buf(),
+        ));
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! Container runtimes. For now: the wasm engine configuration, shared by precompilation at
-//! pull time and (later) by the monitor that runs wasm containers.
+//! Container runtimes: Linux containers through libcontainer and wasm through wasmtime.
 
+pub mod linux;
 pub mod wasm;

@@ -108,6 +108,7 @@ impl SandboxManager {
             let pin = self.layout.namespace_pin(&record.id, kind);
             outcomes.push(self.host.mounts.unmount(&pin));
         }
+        outcomes.push(self.host.mounts.unmount(&self.layout.pod_shm(&record.id)));
         outcomes.push(self.host.cgroups.remove(&record.cgroup));
         outcomes.into_iter().collect()
     }

@@ -102,15 +102,18 @@ impl RuntimeApi {
         ))
     }
 
-    /// Exec into a wasm container does not exist yet: a clear error, never a fake result.
+    /// Runs a command in a running Linux container; wasm containers answer Unimplemented.
     #[tracing::instrument(name = "ExecSync", skip_all, fields(container_id = %request.container_id))]
     pub(super) async fn exec_sync_rpc(&self, request: ExecSyncRequest) -> Result<ExecSyncResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.status(&request.container_id, false)).await?;
-        Err(Error::Unimplemented(
-            "ExecSync: exec into a wasm container is not supported yet (a wasm container has no \
-             processes to run a command beside it)"
-                .into(),
-        ))
+        let result = blocking(move || {
+            containers.exec_sync(&request.container_id, request.cmd, request.timeout)
+        })
+        .await?;
+        Ok(ExecSyncResponse {
+            stdout: result.stdout,
+            stderr: result.stderr,
+            exit_code: result.exit_code,
+        })
     }
 }

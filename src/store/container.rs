@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use cri_proto::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::linux::launch::LinuxLaunch;
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
 
 /// Version of the container checkpoint format written by this build.
@@ -32,6 +33,11 @@ pub enum ContainerBackend {
     Wasm {
         /// What the monitor was told to run.
         launch: WasmLaunch,
+    },
+    /// A Linux container: a process of its own, created by libcontainer, child of the monitor.
+    Linux {
+        /// What the monitor was told to create.
+        launch: LinuxLaunch,
     },
 }
 

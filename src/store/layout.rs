@@ -103,6 +103,21 @@ impl Layout {
         self.pod_dir(pod_id).join("containers").join(container_id)
     }
 
+    /// Files a pod shares with its Linux containers: hostname, hosts, resolv.conf.
+    pub fn pod_files_dir(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("files")
+    }
+
+    /// The pod's /dev/shm, a tmpfs its Linux containers share.
+    pub fn pod_shm(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("shm")
+    }
+
+    /// libcontainer's state root for the pod's Linux containers.
+    pub fn linux_state_root(&self, id: &str) -> PathBuf {
+        self.pod_dir(id).join("linux")
+    }
+
     /// The monitor's control socket.
     pub fn monitor_socket(&self, id: &str) -> PathBuf {
         self.pod_dir(id).join("monitor.sock")

@@ -1,0 +1,559 @@
+//! End-to-end tests of Linux containers: the real daemon, pod monitors, the libcontainer
+//! helper, busybox images pulled from a registry on 127.0.0.1, CRI log files read as kubelet
+//! reads them, and a `kill -9` of the daemon with containers running.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::containers::*;
+use common::*;
+use cri_proto::*;
+use tonic::Code;
+
+/// `sh -c script` in the busybox image.
+fn shell(env_: &PodEnv, name: &str, script: &str) -> ContainerConfig {
+    let mut config = env_.container("busybox", name, &[]);
+    config.command = vec!["sh".into(), "-c".into(), script.into()];
+    config
+}
+
+fn security(config: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+fn texts(lines: &[(String, String, String)], stream: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(s, _, _)| s == stream)
+        .map(|(_, _, t)| t.clone())
+        .collect()
+}
+
+async fn exec(
+    env_: &mut PodEnv,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecSyncResponse, tonic::Status> {
+    env_.client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn stdout_of(env_: &mut PodEnv, id: &str, cmd: &[&str]) -> String {
+    let out = exec(env_, id, cmd, 10).await.unwrap();
+    assert_eq!(out.exit_code, 0, "{cmd:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn a_container_runs_with_args_env_workdir_logs_and_exit_codes() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let mut config = shell(
+        &env_,
+        "talk",
+        "echo \"$GREETING from $(pwd)\"; echo oops >&2; printf partial; exit 3",
+    );
+    config.envs = env(&[("GREETING", "hello")]);
+    config.working_dir = "/tmp".into();
+    let id = env_.run(config).await;
+    let status = env_.exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"));
+    assert!(status.started_at > 0 && status.finished_at >= status.started_at);
+    let manifest = env_.registry.field("busybox", "manifest");
+    assert!(
+        status
+            .image_ref
+            .ends_with(&format!("/test/busybox@{manifest}")),
+        "{status:?}"
+    );
+    let lines = env_.log("talk");
+    assert!(
+        lines.contains(&line("stdout", "F", "hello from /tmp")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&line("stderr", "F", "oops")), "{lines:?}");
+    assert!(lines.contains(&line("stdout", "P", "partial")), "{lines:?}");
+
+    // The CRI args replace the image's Cmd ([sh]) whole: `-c` is then the program, which
+    // the image does not have.
+    let e = env_
+        .create(env_.container("busybox", "args", &["-c", "echo $0 $1", "a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("'-c' not found"), "{e:?}");
+
+    let mut config = shell(&env_, "done", "true");
+    config.command = vec!["true".into()];
+    let id = env_.run(config).await;
+    let status = env_.exited(&id).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+    let info = env_.info(&id).await;
+    assert_eq!(info["backend"], "linux", "{info}");
+}
+
+#[tokio::test]
+async fn stop_sends_the_signal_then_kills_after_the_timeout() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let polite = env_
+        .run(shell(
+            &env_,
+            "polite",
+            "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+        ))
+        .await;
+    let stubborn = env_
+        .run(shell(
+            &env_,
+            "stubborn",
+            "trap '' TERM; echo ready; sleep 1000",
+        ))
+        .await;
+    let logs = env_.logs.clone();
+    for name in ["polite", "stubborn"] {
+        let path = logs.join(name).join("0.log");
+        assert!(
+            eventually(Duration::from_secs(10), async || !log_lines(&path)
+                .is_empty())
+            .await,
+            "{name} started"
+        );
+    }
+    env_.client
+        .stop_container(StopContainerRequest {
+            container_id: polite.clone(),
+            timeout: 10,
+        })
+        .await
+        .unwrap();
+    let status = env_.status(&polite).await;
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    assert!(texts(&env_.log("polite"), "stdout").contains(&"got TERM".to_string()));
+
+    let started = Instant::now();
+    env_.client
+        .stop_container(StopContainerRequest {
+            container_id: stubborn.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let status = env_.status(&stubborn).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
+
+    // Stop of an exited container and of an unknown id are success.
+    for id in [stubborn.as_str(), "no-such-container"] {
+        env_.client
+            .stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn mounts_users_readonly_rootfs_and_capabilities_are_applied() {
+    let mut env_ = PodEnv::start(&["busybox", "busybox-nonroot"]).await;
+    let data = env_.daemon.dir.join("data");
+    let readonly = env_.daemon.dir.join("readonly");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&readonly).unwrap();
+    std::fs::write(readonly.join("in.txt"), "from the host\n").unwrap();
+    let mut config = shell(
+        &env_,
+        "files",
+        "echo written > /data/out.txt; cat /ro/in.txt; touch /ro/nope || echo ro-refused",
+    );
+    config.mounts = vec![
+        Mount {
+            container_path: "/data".into(),
+            host_path: data.display().to_string(),
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/ro".into(),
+            host_path: readonly.display().to_string(),
+            readonly: true,
+            ..Default::default()
+        },
+    ];
+    let id = env_.run(config).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    assert_eq!(
+        std::fs::read_to_string(data.join("out.txt")).unwrap(),
+        "written\n"
+    );
+    let out = texts(&env_.log("files"), "stdout");
+    assert_eq!(out, ["from the host", "ro-refused"]);
+    assert!(!readonly.join("nope").exists());
+
+    let mut config = env_.container("busybox-nonroot", "nonroot", &[]);
+    config.command = vec!["sh".into(), "-c".into(), "id -u; id -g; id -G".into()];
+    let id = env_.run(config).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    assert_eq!(
+        texts(&env_.log("nonroot"), "stdout"),
+        ["1000", "1000", "1000 2000"]
+    );
+
+    let mut config = shell(&env_, "runas", "id -u; id -g");
+    security(&mut config).run_as_user = Some(Int64Value { value: 1234 });
+    security(&mut config).run_as_group = Some(Int64Value { value: 4321 });
+    let id = env_.run(config).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    assert_eq!(texts(&env_.log("runas"), "stdout"), ["1234", "4321"]);
+
+    let mut config = shell(
+        &env_,
+        "rofs",
+        "touch /newfile || echo rofs-refused; touch /tmp/x 2>&1",
+    );
+    security(&mut config).readonly_rootfs = true;
+    let id = env_.run(config).await;
+    env_.exited(&id).await;
+    assert_eq!(texts(&env_.log("rofs"), "stdout")[0], "rofs-refused");
+
+    let caps = "grep CapEff /proc/self/status";
+    let mut config = shell(&env_, "nocaps", caps);
+    security(&mut config).capabilities = Some(Capability {
+        drop_capabilities: vec!["ALL".into()],
+        ..Default::default()
+    });
+    let id = env_.run(config).await;
+    env_.exited(&id).await;
+    assert_eq!(
+        texts(&env_.log("nocaps"), "stdout"),
+        ["CapEff:\t0000000000000000"]
+    );
+    let mut config = shell(&env_, "netadmin", caps);
+    security(&mut config).capabilities = Some(Capability {
+        add_capabilities: vec!["NET_ADMIN".into()],
+        ..Default::default()
+    });
+    let id = env_.run(config).await;
+    env_.exited(&id).await;
+    let line = &texts(&env_.log("netadmin"), "stdout")[0];
+    let mask = u64::from_str_radix(line.trim_start_matches("CapEff:\t"), 16).unwrap();
+    assert_ne!(mask & (1 << 12), 0, "CAP_NET_ADMIN (12) is in {line}");
+    assert_eq!(mask & (1 << 21), 0, "CAP_SYS_ADMIN (21) is not in {line}");
+}
+
+#[tokio::test]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let mut config = shell(&env_, "hog", "dd if=/dev/zero of=/dev/null bs=128M count=1");
+    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    let id = env_.run(config).await;
+    let status = env_.exited(&id).await;
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (137, "OOMKilled"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn exec_sync_returns_output_exit_code_and_honours_the_timeout() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let id = env_
+        .run(shell(&env_, "host", "echo ready; sleep 1000"))
+        .await;
+    let out = exec(
+        &mut env_,
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 4"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (out.stdout.as_slice(), out.stderr.as_slice(), out.exit_code),
+        (&b"out\n"[..], &b"err\n"[..], 4)
+    );
+    let started = Instant::now();
+    let late = exec(&mut env_, &id, &["sleep", "30"], 1).await.unwrap_err();
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let missing = exec(&mut env_, &id, &["no-such-tool"], 5).await;
+    match missing {
+        Ok(out) => assert_ne!(out.exit_code, 0, "{out:?}"),
+        Err(e) => assert!(e.message().contains("no-such-tool"), "{e:?}"),
+    }
+    let env_vars = stdout_of(&mut env_, &id, &["sh", "-c", "echo $PATH"]).await;
+    assert!(env_vars.contains("/bin"), "{env_vars}");
+    env_.client
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let stopped = exec(&mut env_, &id, &["true"], 5).await.unwrap_err();
+    assert_eq!(stopped.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn containers_of_a_pod_share_its_network_ipc_and_shm() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let a = env_
+        .run(shell(&env_, "a", "echo shared > /dev/shm/note; sleep 1000"))
+        .await;
+    let b = env_.run(shell(&env_, "b", "sleep 1000")).await;
+    let pod_dir = env_.daemon.layout().pod_dir(&env_.pod);
+    for kind in ["net", "ipc", "uts", "pid"] {
+        let pin = ns_inode(&pod_dir.join("ns").join(kind));
+        for id in [&a, &b] {
+            let link = stdout_of(
+                &mut env_,
+                id,
+                &["readlink", &format!("/proc/self/ns/{kind}")],
+            )
+            .await;
+            assert_eq!(link, format!("{kind}:[{pin}]"), "{kind} of {id}");
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(10), async || exec(
+            &mut env_,
+            &b,
+            &["cat", "/dev/shm/note"],
+            5
+        )
+        .await
+        .is_ok_and(|o| o.stdout == b"shared\n"))
+        .await
+    );
+    // The pod (no namespace options: PID mode POD) shares its pid namespace: b sees a's
+    // `sleep` beside its own.
+    let ps = stdout_of(&mut env_, &b, &["ps", "-o", "args"]).await;
+    assert_eq!(ps.lines().filter(|l| *l == "sleep 1000").count(), 2, "{ps}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_leaves_nothing() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let mut missing_image = shell(&env_, "x", "true");
+    missing_image.image = Some(ImageSpec {
+        image: "127.0.0.1:1/nope:latest".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        env_.create(missing_image).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    let mut bad_mount = shell(&env_, "x", "true");
+    bad_mount.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: "/no/such/host/dir".into(),
+        ..Default::default()
+    }];
+    let e = env_.create(bad_mount).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("/no/such/host/dir"), "{e:?}");
+
+    let mut no_exe = shell(&env_, "noexe", "true");
+    no_exe.command = vec!["foo".into()];
+    match env_.create(no_exe).await {
+        Err(e) => assert!(e.message().contains("foo"), "{e:?}"),
+        Ok(id) => {
+            let e = env_
+                .client
+                .start_container(StartContainerRequest { container_id: id })
+                .await
+                .unwrap_err();
+            assert!(e.message().contains("foo"), "{e:?}");
+        }
+    }
+
+    let id = env_.run(shell(&env_, "dup", "sleep 1000")).await;
+    let e = env_.create(shell(&env_, "dup", "true")).await.unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    let e = env_
+        .client
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    for _ in 0..2 {
+        env_.client
+            .remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    let e = env_
+        .client
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // Only the failed `noexe` container may remain (when create succeeded); no bundle of the
+    // removed one, no cgroup.
+    let bundle = env_.daemon.layout().container_bundle(&env_.pod, &id);
+    assert!(!bundle.exists(), "{}", bundle.display());
+    for mount in cgroup_mounts() {
+        let dir = mount
+            .join(TEST_CGROUP_PARENT.trim_start_matches('/'))
+            .join(format!("crishim-{id}"));
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn containers_outlive_a_daemon_kill_and_exits_meanwhile_are_recorded() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let ticker = env_
+        .run(shell(
+            &env_,
+            "ticker",
+            "while true; do echo tick; sleep 0.1; done",
+        ))
+        .await;
+    let quitter = env_
+        .run(shell(&env_, "quitter", "echo bye; sleep 1; exit 5"))
+        .await;
+    let ticks = env_.logs.join("ticker/0.log");
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&ticks)
+            .is_empty())
+        .await
+    );
+    env_.daemon.kill9();
+    let during = log_lines(&ticks).len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        log_lines(&ticks).len() > during,
+        "it keeps logging while the daemon is down"
+    );
+    env_.daemon.spawn().await;
+    env_.client = env_.daemon.runtime().await;
+    let status = env_.status(&ticker).await;
+    assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+    let status = env_.exited(&quitter).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (5, "Error"));
+    let before = log_lines(&ticks).len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(log_lines(&ticks).len() > before, "its log still grows");
+    let listed = env_
+        .client
+        .list_containers(ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 2, "nothing duplicated");
+    let out = exec(&mut env_, &ticker, &["echo", "still here"], 10)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"still here\n");
+
+    // The pod's stop ends its containers; its removal removes them and their cgroups.
+    let pod = env_.pod.clone();
+    env_.client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        env_.status(&ticker).await.state,
+        ContainerState::ContainerExited as i32
+    );
+    env_.client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    for id in [&ticker, &quitter] {
+        for mount in cgroup_mounts() {
+            let dir = mount
+                .join(TEST_CGROUP_PARENT.trim_start_matches('/'))
+                .join(format!("crishim-{id}"));
+            assert!(!dir.exists(), "{}", dir.display());
+        }
+    }
+    assert!(!Path::new(&env_.daemon.layout().pod_dir(&pod)).exists());
+}
+
+#[tokio::test]
+async fn reopen_log_moves_output_to_a_new_file() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let id = env_
+        .run(shell(
+            &env_,
+            "rot",
+            "while true; do echo line; sleep 0.05; done",
+        ))
+        .await;
+    let path = env_.logs.join("rot/0.log");
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&path)
+            .is_empty())
+        .await
+    );
+    let rotated = env_.logs.join("rot/0.log.1");
+    std::fs::rename(&path, &rotated).unwrap();
+    env_.client
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&path)
+            .is_empty())
+        .await
+    );
+    assert!(!log_lines(&rotated).is_empty());
+}
+
+#[tokio::test]
+async fn a_wasm_container_and_a_linux_container_share_a_pod_and_a_mount() {
+    let mut env_ = PodEnv::start(&["busybox", "wasm-probe"]).await;
+    let shared = env_.daemon.dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let mount = Mount {
+        container_path: "/shared".into(),
+        host_path: shared.display().to_string(),
+        ..Default::default()
+    };
+    let mut writer = env_.container("wasm-probe", "writer", &["write"]);
+    writer.mounts = vec![mount.clone()];
+    let wasm = env_.run(writer).await;
+    assert_eq!(env_.exited(&wasm).await.exit_code, 0);
+    let mut reader = shell(&env_, "reader", "cat /shared/out.txt");
+    reader.mounts = vec![mount];
+    let linux = env_.run(reader).await;
+    assert_eq!(env_.exited(&linux).await.exit_code, 0);
+    assert_eq!(texts(&env_.log("reader"), "stdout"), ["written by wasm"]);
+    assert_eq!(env_.info(&wasm).await["backend"], "wasm");
+    assert_eq!(env_.info(&linux).await["backend"], "linux");
+}

@@ -1,0 +1,345 @@
+//! A Linux container as its pod monitor holds it: created by a `crishim helper` process, its
+//! init a child of the monitor (a subreaper) once the helper exits, its output pipes read into
+//! the CRI log, its exit reaped through a pidfd and recorded with the reason (OOMKilled from
+//! the container's memory cgroup).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::logs::CriLog;
+use crate::monitor::containers::ContainerError;
+use crate::os::process::Pidfd;
+use crate::runtime::linux::helper::{CONTAINER_STDERR_FD, CONTAINER_STDOUT_FD};
+use crate::runtime::linux::launch::{CreateOutcome, ExecOutcome, LinuxLaunch};
+use crate::runtime::linux::stdio::{self, OutputPipes};
+use crate::runtime::wasm::launch::ExitRecord;
+
+/// A created Linux container: its init waits for [`LinuxContainer::start`].
+pub struct LinuxContainer {
+    launch: LinuxLaunch,
+    init: Pidfd,
+}
+
+impl LinuxContainer {
+    /// Runs `exe helper create` for `launch` and waits for it; returns the container and the
+    /// read ends of its output pipes.
+    pub fn create(
+        exe: &Path,
+        launch: LinuxLaunch,
+    ) -> Result<(LinuxContainer, OutputPipes), ContainerError> {
+        let host = |what: &str, e: std::io::Error| {
+            ContainerError::Host(format!("container {}: {what}: {e}", launch.container_id))
+        };
+        std::fs::create_dir_all(&launch.state_root)
+            .map_err(|e| host(&format!("create {}", launch.state_root.display()), e))?;
+        let (out_r, out_w) = stdio::pipe().map_err(|e| host("create pipes", e))?;
+        let (err_r, err_w) = stdio::pipe().map_err(|e| host("create pipes", e))?;
+        let mut command = Command::new(exe);
+        command
+            .arg("helper")
+            .arg("create")
+            .arg("--state-root")
+            .arg(&launch.state_root)
+            .arg("--bundle")
+            .arg(&launch.bundle)
+            .arg("--id")
+            .arg(&launch.container_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        pass_fds(&mut command, [out_w.as_raw_fd(), err_w.as_raw_fd()]);
+        let mut child = command
+            .spawn()
+            .map_err(|e| host(&format!("start {} helper create", exe.display()), e))?;
+        drop((out_w, err_w));
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| BufReader::new(out).read_line(&mut line));
+        let _ = child.wait();
+        if let Some(Err(e)) = read {
+            return Err(host("read the helper's answer", e));
+        }
+        let pid = match serde_json::from_str::<CreateOutcome>(&line) {
+            Ok(CreateOutcome::Created { pid }) => pid,
+            Ok(CreateOutcome::Failed { message }) => return Err(create_failure(message)),
+            Err(e) => {
+                return Err(ContainerError::Host(format!(
+                    "container {}: the helper answered {line:?}: {e}",
+                    launch.container_id
+                )));
+            }
+        };
+        // The init is our child now (the helper exited; we are a subreaper) and cannot be
+        // reaped by anyone else, so the pid still names it even if it already exited.
+        let init = Pidfd::open(pid).map_err(|e| host(&format!("pidfd of init {pid}"), e))?;
+        let pipes = OutputPipes {
+            stdout: out_r,
+            stderr: err_r,
+        };
+        Ok((LinuxContainer { launch, init }, pipes))
+    }
+
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.launch.container_id
+    }
+
+    /// Lets the init exec the container's process (libcontainer's notify socket), and marks
+    /// the container running in libcontainer's state (exec needs it). Done in place: no fork,
+    /// and no chdir (libcontainer's own start changes the process's cwd).
+    pub fn start(&self) -> Result<(), ContainerError> {
+        let dir = self.launch.state_root.join(&self.launch.container_id);
+        let socket = dir.join(libcontainer::notify_socket::NOTIFY_FILE);
+        let notified = crate::monitor::protocol::with_short_path(&socket, |p| {
+            std::os::unix::net::UnixStream::connect(p)
+        })
+        .and_then(|mut stream| stream.write_all(b"start container"));
+        if let Err(e) = notified {
+            return Err(ContainerError::Host(format!(
+                "container {}: notify {}: {e}",
+                self.id(),
+                socket.display()
+            )));
+        }
+        let mut state = libcontainer::container::Container::load(dir).map_err(|e| {
+            ContainerError::Host(format!("container {}: load state: {e}", self.id()))
+        })?;
+        state
+            .set_status(libcontainer::container::ContainerStatus::Running)
+            .save()
+            .map_err(|e| ContainerError::Host(format!("container {}: save state: {e}", self.id())))
+    }
+
+    /// Runs `exe helper exec` for `argv` in this container and returns what it reports; the
+    /// helper kills the command after `timeout` (zero: no limit).
+    pub fn exec(
+        &self,
+        exe: &Path,
+        argv: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<ExecOutcome, ContainerError> {
+        let output = Command::new(exe)
+            .arg("helper")
+            .arg("exec")
+            .arg("--state-root")
+            .arg(&self.launch.state_root)
+            .arg("--id")
+            .arg(&self.launch.container_id)
+            .arg("--timeout-ms")
+            .arg(timeout.as_millis().to_string())
+            .arg("--")
+            .args(argv)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| {
+                ContainerError::Host(format!(
+                    "container {}: run {} helper exec: {e}",
+                    self.id(),
+                    exe.display()
+                ))
+            })?;
+        let line = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(line.trim()).map_err(|e| {
+            ContainerError::Host(format!(
+                "container {}: the exec helper answered {line:?} ({}): {e}",
+                self.id(),
+                output.status
+            ))
+        })
+    }
+
+    /// Sends `signal` to the container's init (nothing once it has exited).
+    pub fn signal(&self, signal: i32) {
+        let _ = self.init.signal(signal);
+    }
+
+    /// The signal StopContainer sends first.
+    pub fn stop_signal(&self) -> i32 {
+        self.launch.stop_signal
+    }
+
+    /// Body of the container's own thread: writes its output into `log` until it exits, reaps
+    /// it, and records its exit.
+    pub fn watch(&self, pipes: &OutputPipes, log: &std::sync::Mutex<CriLog>) {
+        let mut failed_write = false;
+        stdio::pump(pipes, Some(&self.init), None, &mut |stream, bytes| {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = log.write(stream, bytes)
+                && !failed_write
+            {
+                failed_write = true;
+                eprintln!("container {}: log write failed: {e}", self.id());
+            }
+        });
+        let _ = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush_partial();
+        let exit_code = reap(&self.init).unwrap_or(255);
+        let oom = oom_killed(&self.launch.cgroup);
+        let exit = ExitRecord {
+            exit_code,
+            finished_at: crate::sandbox::now_nanos(),
+            reason: match (oom, exit_code) {
+                (true, _) => "OOMKilled",
+                (false, 0) => "Completed",
+                _ => "Error",
+            }
+            .into(),
+            message: String::new(),
+        };
+        if let Err(e) = crate::store::checkpoint::write(&self.launch.exit_file, &exit) {
+            eprintln!("container {}: cannot record its exit: {e}", self.id());
+        }
+    }
+
+    /// Removes libcontainer's state and the container's cgroup, killing whatever is left in
+    /// it. The init must have been reaped (see [`Self::watch`]).
+    pub fn delete(&self) -> Result<(), ContainerError> {
+        delete(&self.launch).map_err(ContainerError::Host)
+    }
+}
+
+/// Kills whatever is left in a container's cgroup, then removes the cgroup and libcontainer's
+/// state; nothing to do when the state is gone. No fork: safe in the daemon and the monitor
+/// (the daemon uses it for containers whose monitor died).
+pub fn delete(launch: &LinuxLaunch) -> Result<(), String> {
+    let dir = launch.state_root.join(&launch.container_id);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut state = libcontainer::container::Container::load(dir)
+        .map_err(|e| format!("container {}: load state: {e}", launch.container_id))?;
+    state
+        .delete(true)
+        .map_err(|e| format!("container {}: delete: {e}", launch.container_id))
+}
+
+/// The helper's failure, as the CRI reports it: a missing executable is the container's own
+/// mistake (InvalidArgument); anything else is the host's.
+fn create_failure(message: String) -> ContainerError {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("not found")
+        || lower.contains("no such file")
+        || lower.contains("permission denied")
+    {
+        ContainerError::Invalid(message)
+    } else {
+        ContainerError::Host(message)
+    }
+}
+
+/// Places `fds` on 3, 4, ... in the child, not close-on-exec there (they stay so here).
+fn pass_fds(command: &mut Command, fds: [i32; 2]) {
+    let targets = [CONTAINER_STDOUT_FD, CONTAINER_STDERR_FD];
+    // SAFETY: the closure runs between fork and exec and calls only fcntl and dup2, which are
+    // async-signal-safe. Copies above 10 first, so no target fd overwrites a source.
+    unsafe {
+        command.pre_exec(move || {
+            let mut high = [0; 2];
+            for (slot, fd) in high.iter_mut().zip(fds) {
+                *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if *slot < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (fd, target) in high.into_iter().zip(targets) {
+                if libc::dup2(fd, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits for the exited process behind `pidfd` and returns its exit code (128 + signal).
+fn reap(pidfd: &Pidfd) -> Option<i32> {
+    // SAFETY: siginfo_t is plain data; zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waitid on a pidfd with a valid siginfo buffer.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
+    // SAFETY: waitid filled a child-exit siginfo, whose si_code and si_status are valid.
+    let (code, status) = unsafe { (info.si_code, info.si_status()) };
+    Some(if code == libc::CLD_EXITED {
+        status
+    } else {
+        128 + status
+    })
+}
+
+/// True when the kernel's OOM killer killed a process of the cgroup `path` (cgroup v1's
+/// memory.oom_control or v2's memory.events, whichever the host has).
+fn oom_killed(path: &str) -> bool {
+    let relative = path.trim_start_matches('/');
+    let candidates: [PathBuf; 3] = [
+        Path::new("/sys/fs/cgroup/memory")
+            .join(relative)
+            .join("memory.oom_control"),
+        Path::new("/sys/fs/cgroup")
+            .join(relative)
+            .join("memory.events"),
+        Path::new("/sys/fs/cgroup/unified")
+            .join(relative)
+            .join("memory.events"),
+    ];
+    candidates
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .any(|text| oom_kill_count(&text) > 0)
+}
+
+/// The `oom_kill N` counter of a memory.oom_control or memory.events file.
+fn oom_kill_count(text: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("oom_kill "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kill_counters_parse_from_v1_and_v2_files() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        let v2 = "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kill_count(v1), 2);
+        assert_eq!(oom_kill_count(v2), 1);
+        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), 0);
+    }
+
+    #[test]
+    fn a_missing_executable_is_the_container_s_mistake() {
+        assert!(matches!(
+            create_failure("exec: \"nope\": executable file not found in $PATH".into()),
+            ContainerError::Invalid(_)
+        ));
+        assert!(matches!(
+            create_failure("failed to create cgroup".into()),
+            ContainerError::Host(_)
+        ));
+    }
+}

@@ -1,0 +1,275 @@
+//! `crishim helper`: the short-lived, single-threaded process that calls libcontainer, so that
+//! nothing ever forks the multi-threaded daemon or monitor (libcontainer does a lot between
+//! clone and exec). `create` makes a container whose init waits for StartContainer and
+//! reparents to the pod monitor when the helper exits; `exec` runs a command in a running
+//! container and reports its output and exit code. Each prints one JSON line on stdout.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+
+use crate::runtime::linux::launch::{CreateOutcome, ExecOutcome};
+use crate::runtime::linux::stdio::{self, OutputPipes, PumpEnd};
+
+/// The fd on which `helper create` receives the container's stdout (write end).
+pub const CONTAINER_STDOUT_FD: i32 = 3;
+/// The fd on which `helper create` receives the container's stderr (write end).
+pub const CONTAINER_STDERR_FD: i32 = 4;
+
+/// Most output an exec returns per stream; the rest is dropped (kubelet's probes read little).
+const EXEC_OUTPUT_LIMIT: usize = 16 << 20;
+
+/// The helper's operations.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum HelperCommand {
+    /// Create a container from an OCI bundle; its stdout and stderr are fds 3 and 4.
+    Create {
+        /// libcontainer's state root.
+        #[arg(long)]
+        state_root: PathBuf,
+        /// The OCI bundle.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Container id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Run a command in a running container, killing it after the timeout.
+    Exec {
+        /// libcontainer's state root.
+        #[arg(long)]
+        state_root: PathBuf,
+        /// Container id.
+        #[arg(long)]
+        id: String,
+        /// Timeout in milliseconds; 0 means none.
+        #[arg(long, default_value_t = 0)]
+        timeout_ms: u64,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+/// Runs a helper command; returns the process exit code (the outcome is on stdout).
+pub fn run(command: HelperCommand) -> i32 {
+    if let Err(message) = own_proc() {
+        let failed = match command {
+            HelperCommand::Create { .. } => {
+                serde_json::to_string(&CreateOutcome::Failed { message })
+            }
+            HelperCommand::Exec { .. } => serde_json::to_string(&ExecOutcome::Failed { message }),
+        };
+        if let Ok(line) = failed {
+            println!("{line}");
+        }
+        return 1;
+    }
+    let line = match command {
+        HelperCommand::Create {
+            state_root,
+            bundle,
+            id,
+        } => serde_json::to_string(&create(state_root, bundle, id)),
+        HelperCommand::Exec {
+            state_root,
+            id,
+            timeout_ms,
+            argv,
+        } => {
+            let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+            serde_json::to_string(&exec(state_root, id, argv, timeout))
+        }
+    };
+    let Ok(line) = line else { return 1 };
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        return 1;
+    }
+    0
+}
+
+/// Gives the helper a /proc of its own pid namespace when the host's /proc is not (the pod's
+/// monitor is pid 1 of a pid namespace the pod's containers share): libcontainer looks pids
+/// of its namespace up in /proc. The mount namespace is private to the helper (and the
+/// containers it creates, which pivot into their own root anyway).
+fn own_proc() -> Result<(), String> {
+    let seen = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok());
+    if seen == Some(std::process::id()) {
+        return Ok(());
+    }
+    use nix::mount::{MsFlags, mount};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare a mount namespace for the helper: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make the helper's mounts slaves: {e}"))?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount the pod's /proc for the helper: {e}"))
+}
+
+fn create(state_root: PathBuf, bundle: PathBuf, id: String) -> CreateOutcome {
+    let failed = |message: String| CreateOutcome::Failed { message };
+    // SAFETY: the monitor placed the container's output pipes on these fds for us, and
+    // nothing else in this process owns them.
+    let (stdout, stderr) = unsafe {
+        (
+            OwnedFd::from_raw_fd(CONTAINER_STDOUT_FD),
+            OwnedFd::from_raw_fd(CONTAINER_STDERR_FD),
+        )
+    };
+    let stdin = match std::fs::File::open("/dev/null") {
+        Ok(f) => OwnedFd::from(f),
+        Err(e) => return failed(format!("open /dev/null: {e}")),
+    };
+    let builder = match ContainerBuilder::new(id, SyscallType::Linux).with_root_path(&state_root) {
+        Ok(b) => b,
+        Err(e) => return failed(format!("state root {}: {e}", state_root.display())),
+    };
+    let built = builder
+        .with_stdin(stdin)
+        .with_stdout(stdout)
+        .with_stderr(stderr)
+        .as_init(&bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build();
+    match built {
+        Ok(container) => match container.pid() {
+            Some(pid) => CreateOutcome::Created { pid: pid.as_raw() },
+            None => failed("libcontainer created the container but reported no pid".into()),
+        },
+        Err(e) => failed(describe(&e)),
+    }
+}
+
+/// libcontainer's error with its sources, which hold the useful part.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn exec(
+    state_root: PathBuf,
+    id: String,
+    argv: Vec<String>,
+    timeout: Option<Duration>,
+) -> ExecOutcome {
+    let failed = |message: String| ExecOutcome::Failed { message };
+    let process = match exec_process_file(&state_root, &id, argv) {
+        Ok(p) => p,
+        Err(message) => return failed(message),
+    };
+    let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (stdio::pipe(), stdio::pipe()) else {
+        return failed("cannot create the exec's output pipes".into());
+    };
+    let stdin = match std::fs::File::open("/dev/null") {
+        Ok(f) => OwnedFd::from(f),
+        Err(e) => return failed(format!("open /dev/null: {e}")),
+    };
+    let builder = match ContainerBuilder::new(id, SyscallType::Linux).with_root_path(&state_root) {
+        Ok(b) => b,
+        Err(e) => return failed(format!("state root {}: {e}", state_root.display())),
+    };
+    let started = Instant::now();
+    let pid = builder
+        .with_stdin(stdin)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .as_tenant()
+        .with_process(Some(process.path()))
+        .with_detach(true)
+        .build();
+    let pid = match pid {
+        Ok(pid) => pid.as_raw(),
+        Err(e) => return failed(describe(&e)),
+    };
+    let pidfd = match crate::os::process::Pidfd::open(pid) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("pidfd of exec process {pid}: {e}")),
+    };
+    let pipes = OutputPipes {
+        stdout: out_r,
+        stderr: err_r,
+    };
+    let mut output = [Vec::new(), Vec::new()];
+    let deadline = timeout.map(|t| started + t);
+    let end = stdio::pump(&pipes, Some(&pidfd), deadline, &mut |stream, bytes| {
+        let kept = &mut output[stream as usize];
+        let room = EXEC_OUTPUT_LIMIT.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    });
+    let timed_out = end == PumpEnd::DeadlineReached;
+    if timed_out {
+        let _ = pidfd.signal(libc::SIGKILL);
+    }
+    let status = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
+        Ok(other) => return failed(format!("exec process {pid}: unexpected status {other:?}")),
+        Err(e) => return failed(format!("wait for exec process {pid}: {e}")),
+    };
+    let [stdout, stderr] = output;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    ExecOutcome::Exited {
+        exit_code: status,
+        timed_out,
+        stdout: b64.encode(stdout),
+        stderr: b64.encode(stderr),
+    }
+}
+
+/// The container's own process (user, env, cwd, capabilities, no_new_privs) with the exec's
+/// argv, written where libcontainer's tenant builder reads it.
+fn exec_process_file(
+    state_root: &std::path::Path,
+    id: &str,
+    argv: Vec<String>,
+) -> Result<tempfile::NamedTempFile, String> {
+    let container = libcontainer::container::Container::load(state_root.join(id))
+        .map_err(|e| format!("container {id}: {}", describe(&e)))?;
+    let config = container.bundle().join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&config)
+        .map_err(|e| format!("read {}: {e}", config.display()))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| format!("{} has no process", config.display()))?;
+    process.set_args(Some(argv));
+    process.set_terminal(Some(false));
+    let file = tempfile::Builder::new()
+        .prefix("exec-")
+        .suffix(".json")
+        .tempfile_in(state_root)
+        .map_err(|e| format!("create exec process file in {}: {e}", state_root.display()))?;
+    serde_json::to_writer(file.as_file(), &process)
+        .map_err(|e| format!("write {}: {e}", file.path().display()))?;
+    Ok(file)
+}
