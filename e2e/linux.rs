@@ -557,3 +557,65 @@ async fn a_wasm_container_and_a_linux_container_share_a_pod_and_a_mount() {
     assert_eq!(env_.info(&wasm).await["backend"], "wasm");
     assert_eq!(env_.info(&linux).await["backend"], "linux");
 }
+
+#[tokio::test]
+async fn a_kubelet_style_pod_gives_each_container_its_pid_namespace_and_live_limits() {
+    let mut env_ = PodEnv::start(&["busybox", "wasm-probe"]).await;
+    let mut config = with_namespaces(
+        pod_config("kubelet-style", &[]),
+        NamespaceMode::Pod,
+        NamespaceMode::Container,
+        NamespaceMode::Pod,
+    );
+    config.log_directory = env_.logs.display().to_string();
+    let pod = env_
+        .client
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let mut sleeper = shell(&env_, "sleeper", "sleep 1000");
+    sleeper.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        ..Default::default()
+    });
+    let id = env_.create_in(&pod, sleeper).await.unwrap();
+    env_.start_container(&id).await;
+    let init = stdout_of(&mut env_, &id, &["cat", "/proc/1/cmdline"]).await;
+    assert!(init.starts_with("sleep"), "{init:?}: the container's own pid 1");
+    let limit = ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"];
+    assert_eq!(stdout_of(&mut env_, &id, &limit).await, (64u64 << 20).to_string());
+
+    let bigger = LinuxContainerResources {
+        memory_limit_in_bytes: 128 << 20,
+        ..Default::default()
+    };
+    env_.client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(bigger),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stdout_of(&mut env_, &id, &limit).await, (128u64 << 20).to_string());
+    let status = env_.status(&id).await;
+    let reported = status.resources.and_then(|r| r.linux).unwrap();
+    assert_eq!(reported.memory_limit_in_bytes, 128 << 20);
+
+    let wasm = env_.run(env_.container("wasm-probe", "guest", &["idle"])).await;
+    let e = env_
+        .client
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: wasm,
+            linux: Some(LinuxContainerResources::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+}

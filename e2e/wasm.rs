@@ -448,8 +448,8 @@ async fn the_backend_is_chosen_by_handler_annotation_media_type_and_magic() {
         std::fs::read_dir(env_.daemon.root().join("containers"))
             .unwrap()
             .count(),
-        4,
-        "the failed creates left nothing"
+        5,
+        "four wasm containers and the Linux one; the failed creates left nothing"
     );
 }
 

@@ -15,7 +15,7 @@ use crate::monitor::client::SocketMonitorClient;
 use crate::monitor::launcher::ProcessMonitors;
 use crate::network::PodNetworks;
 use crate::network::exec::HostPluginExec;
-use crate::os::cgroup::HostCgroups;
+use crate::os::cgroup::{Cgroups, HostCgroups};
 use crate::os::mount::HostMounter;
 use crate::os::process::{Pidfd, start_time};
 use crate::sandbox::{SandboxHost, SandboxManager};
@@ -39,9 +39,10 @@ impl Daemon {
     pub fn start(config: Config) -> Result<Arc<Daemon>> {
         let exe =
             std::env::current_exe().map_err(|e| Error::io("find the crishim executable", e))?;
+        let cgroups: Arc<dyn Cgroups> = Arc::new(HostCgroups::detect()?);
         let host = SandboxHost {
             mounts: Arc::new(HostMounter),
-            cgroups: Arc::new(HostCgroups::detect()?),
+            cgroups: cgroups.clone(),
             monitors: Arc::new(ProcessMonitors::new(
                 exe,
                 Duration::from_millis(config.monitor_start_timeout_ms),
@@ -73,6 +74,7 @@ impl Daemon {
             sandboxes.clone(),
             Arc::new(SocketMonitorClient),
             Arc::new(HostMounter),
+            cgroups,
         ));
         let containers_loaded = containers.recover()?;
         tracing::info!(

@@ -197,6 +197,41 @@ impl ContainerManager {
     }
 }
 
+impl ContainerManager {
+    /// UpdateContainerResources: new cgroup limits for a created or running Linux container,
+    /// kept in its record (ContainerStatus reports them). Wasm containers answer Unimplemented.
+    pub fn update_resources(
+        &self,
+        id: &str,
+        resources: Option<cri_proto::LinuxContainerResources>,
+    ) -> Result<()> {
+        let entry = self.entry(id)?;
+        let _op = entry.lock_op();
+        let mut record = self.refresh(&entry)?;
+        let ContainerBackend::Linux { launch } = &record.backend else {
+            return Err(Error::Unimplemented(
+                "UpdateContainerResources: a wasm container's limits are fixed when it is created"
+                    .into(),
+            ));
+        };
+        if !matches!(record.phase, ContainerPhase::Created | ContainerPhase::Running) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}: only a created or running container can be updated",
+                record.id, record.phase
+            )));
+        }
+        let Some(resources) = resources else {
+            return Ok(());
+        };
+        let limits = linux_spec::limits(&resources)?;
+        self.cgroups.update(&launch.cgroup, &limits)?;
+        record.config.linux.get_or_insert_with(Default::default).resources = Some(resources);
+        self.save_unsynced(&record)?;
+        entry.replace(record);
+        Ok(())
+    }
+}
+
 fn security(config: &cri_proto::ContainerConfig) -> Option<&LinuxContainerSecurityContext> {
     config
         .linux

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::image::service::Images;
 use crate::monitor::client::MonitorClient;
 use crate::monitor::protocol::Request;
+use crate::os::cgroup::Cgroups;
 use crate::os::mount::Mounter;
 use crate::sandbox::SandboxManager;
 use crate::store::checkpoint;
@@ -73,6 +74,7 @@ pub struct ContainerManager {
     sandboxes: Arc<SandboxManager>,
     monitors: Arc<dyn MonitorClient>,
     mounts: Arc<dyn Mounter>,
+    cgroups: Arc<dyn Cgroups>,
     containers: RwLock<HashMap<String, Arc<ContainerEntry>>>,
     names: Mutex<HashMap<String, String>>,
     /// Serialises making a pod's shared files (its first Linux containers may race).
@@ -90,6 +92,7 @@ impl ContainerManager {
         sandboxes: Arc<SandboxManager>,
         monitors: Arc<dyn MonitorClient>,
         mounts: Arc<dyn Mounter>,
+        cgroups: Arc<dyn Cgroups>,
     ) -> Self {
         ContainerManager {
             layout: Layout::new(&config.root, &config.state),
@@ -98,6 +101,7 @@ impl ContainerManager {
             sandboxes,
             monitors,
             mounts,
+            cgroups,
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             pod_files_lock: Mutex::new(()),

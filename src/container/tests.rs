@@ -87,6 +87,7 @@ impl Fixture {
             self.sandboxes.clone(),
             self.monitor.clone(),
             Arc::new(FakeMounter::default()),
+            Arc::new(crate::os::cgroup::FakeCgroups::default()),
         )
     }
 

@@ -1,5 +1,6 @@
 //! Cgroups for pods: find the hierarchies (v1, hybrid or v2), put a process in a cgroup, remove
-//! it, and turn a CRI cgroup parent into a path for the configured driver.
+//! it, update a container's limits (through libcgroups), and turn a CRI cgroup parent into a
+//! path for the configured driver.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -16,6 +17,8 @@ pub trait Cgroups: Send + Sync {
     fn remove(&self, path: &str) -> Result<()>;
     /// "v1", "hybrid" or "v2", for Status.
     fn mode(&self) -> &'static str;
+    /// Sets the limits of the live cgroup `path` (a container's), in every hierarchy.
+    fn update(&self, path: &str, limits: &oci_spec::runtime::LinuxResources) -> Result<()>;
 }
 
 /// Turns the cgroup parent of a pod config into a cgroupfs path, validating it.
@@ -177,6 +180,27 @@ impl Cgroups for HostCgroups {
         Ok(())
     }
 
+    fn update(&self, path: &str, limits: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt, create_cgroup_manager};
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::Internal(format!("update the limits of cgroup {path}: {e}"))
+        };
+        let manager = create_cgroup_manager(CgroupConfig {
+            cgroup_path: PathBuf::from(path),
+            systemd_cgroup: false,
+            container_name: path.rsplit('/').next().unwrap_or(path).to_string(),
+        })
+        .map_err(|e| failed(&e))?;
+        manager
+            .apply(&ControllerOpt {
+                resources: limits,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| failed(&e))
+    }
+
     fn mode(&self) -> &'static str {
         match (
             self.hierarchies.iter().any(|h| !h.unified),
@@ -219,6 +243,8 @@ fn create_cpuset_dirs(mount_point: &Path, path: &str) -> Result<()> {
 pub struct FakeCgroups {
     /// Cgroups that exist now, with the pids joined to them.
     pub groups: Mutex<Vec<(String, i32)>>,
+    /// Every limit update, in order.
+    pub updates: Mutex<Vec<(String, oci_spec::runtime::LinuxResources)>>,
 }
 
 impl FakeCgroups {
@@ -245,6 +271,14 @@ impl Cgroups for FakeCgroups {
 
     fn mode(&self) -> &'static str {
         "fake"
+    }
+
+    fn update(&self, path: &str, limits: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.updates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.to_string(), limits.clone()));
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use cri_proto::{
 };
 
 use super::{RuntimeApi, blocking};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl RuntimeApi {
     #[tracing::instrument(name = "CreateContainer", skip_all, fields(
@@ -88,18 +88,16 @@ impl RuntimeApi {
         Ok(ReopenContainerLogResponse {})
     }
 
-    /// Wasm containers have no live resource updates yet; unknown ids are NotFound.
+    /// New cgroup limits for a Linux container; wasm containers answer Unimplemented.
     #[tracing::instrument(name = "UpdateContainerResources", skip_all, fields(container_id = %request.container_id))]
     pub(super) async fn update_container_resources_rpc(
         &self,
         request: UpdateContainerResourcesRequest,
     ) -> Result<UpdateContainerResourcesResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.status(&request.container_id, false)).await?;
-        Err(Error::Unimplemented(
-            "UpdateContainerResources: a wasm container's limits are fixed when it is created"
-                .into(),
-        ))
+        blocking(move || containers.update_resources(&request.container_id, request.linux))
+            .await?;
+        Ok(UpdateContainerResourcesResponse {})
     }
 
     /// Runs a command in a running Linux container; wasm containers answer Unimplemented.

@@ -749,11 +749,22 @@ fn resources(
     privileged: bool,
     devices: &[(LinuxDevice, String)],
 ) -> Result<LinuxResources> {
-    let mut resources = LinuxResources::default();
-    resources.set_devices(Some(device_rules(privileged, devices)));
-    let Some(r) = resources_of(input.container) else {
-        return Ok(resources);
+    let mut resources = match resources_of(input.container) {
+        Some(r) => limits_on(r, host)?,
+        None => LinuxResources::default(),
     };
+    resources.set_devices(Some(device_rules(privileged, devices)));
+    Ok(resources)
+}
+
+/// The cgroup limits of CRI resources, for UpdateContainerResources (no device rules: those
+/// stay as created).
+pub fn limits(r: &LinuxContainerResources) -> Result<LinuxResources> {
+    limits_on(r, HostCgroups::detect())
+}
+
+fn limits_on(r: &LinuxContainerResources, host: HostCgroups) -> Result<LinuxResources> {
+    let mut resources = LinuxResources::default();
     let positive = |v: i64| u64::try_from(v).ok().filter(|&v| v > 0);
     let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let mut cpu = LinuxCpu::default();
