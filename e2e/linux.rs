@@ -586,9 +586,19 @@ async fn a_kubelet_style_pod_gives_each_container_its_pid_namespace_and_live_lim
     let id = env_.create_in(&pod, sleeper).await.unwrap();
     env_.start_container(&id).await;
     let init = stdout_of(&mut env_, &id, &["cat", "/proc/1/cmdline"]).await;
-    assert!(init.starts_with("sleep"), "{init:?}: the container's own pid 1");
-    let limit = ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"];
-    assert_eq!(stdout_of(&mut env_, &id, &limit).await, (64u64 << 20).to_string());
+    assert!(
+        init.starts_with("sleep"),
+        "{init:?}: the container's own pid 1"
+    );
+    let limit = [
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+    ];
+    assert_eq!(
+        stdout_of(&mut env_, &id, &limit).await,
+        (64u64 << 20).to_string()
+    );
 
     let bigger = LinuxContainerResources {
         memory_limit_in_bytes: 128 << 20,
@@ -602,12 +612,17 @@ async fn a_kubelet_style_pod_gives_each_container_its_pid_namespace_and_live_lim
         })
         .await
         .unwrap();
-    assert_eq!(stdout_of(&mut env_, &id, &limit).await, (128u64 << 20).to_string());
+    assert_eq!(
+        stdout_of(&mut env_, &id, &limit).await,
+        (128u64 << 20).to_string()
+    );
     let status = env_.status(&id).await;
     let reported = status.resources.and_then(|r| r.linux).unwrap();
     assert_eq!(reported.memory_limit_in_bytes, 128 << 20);
 
-    let wasm = env_.run(env_.container("wasm-probe", "guest", &["idle"])).await;
+    let wasm = env_
+        .run(env_.container("wasm-probe", "guest", &["idle"]))
+        .await;
     let e = env_
         .client
         .update_container_resources(UpdateContainerResourcesRequest {

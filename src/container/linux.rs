@@ -174,30 +174,9 @@ impl ContainerManager {
                 )));
             }
         };
-        match outcome {
-            ExecOutcome::Exited {
-                timed_out: true, ..
-            } => Err(Error::DeadlineExceeded(format!(
-                "ExecSync {cmd:?} in container {}: timeout {}s exceeded; the command was killed",
-                record.id,
-                timeout.as_secs()
-            ))),
-            ExecOutcome::Exited {
-                exit_code,
-                stdout,
-                stderr,
-                ..
-            } => Ok(ExecResult {
-                stdout: decode(&stdout)?,
-                stderr: decode(&stderr)?,
-                exit_code,
-            }),
-            ExecOutcome::Failed { message } => Err(exec_failure(&record.id, &cmd, message)),
-        }
+        exec_result(&record.id, &cmd, timeout, outcome)
     }
-}
 
-impl ContainerManager {
     /// UpdateContainerResources: new cgroup limits for a created or running Linux container,
     /// kept in its record (ContainerStatus reports them). Wasm containers answer Unimplemented.
     pub fn update_resources(
@@ -214,7 +193,10 @@ impl ContainerManager {
                     .into(),
             ));
         };
-        if !matches!(record.phase, ContainerPhase::Created | ContainerPhase::Running) {
+        if !matches!(
+            record.phase,
+            ContainerPhase::Created | ContainerPhase::Running
+        ) {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is {:?}: only a created or running container can be updated",
                 record.id, record.phase
@@ -225,7 +207,11 @@ impl ContainerManager {
         };
         let limits = linux_spec::limits(&resources)?;
         self.cgroups.update(&launch.cgroup, &limits)?;
-        record.config.linux.get_or_insert_with(Default::default).resources = Some(resources);
+        record
+            .config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(resources);
         self.save_unsynced(&record)?;
         entry.replace(record);
         Ok(())
@@ -287,6 +273,34 @@ fn own_oom_score_adj() -> i32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// What an ExecSync returns for what the helper reported.
+pub(super) fn exec_result(
+    id: &str,
+    cmd: &[String],
+    timeout: Duration,
+    outcome: ExecOutcome,
+) -> Result<ExecResult> {
+    match outcome {
+        ExecOutcome::Exited {
+            timed_out: true, ..
+        } => Err(Error::DeadlineExceeded(format!(
+            "ExecSync {cmd:?} in container {id}: timeout {}s exceeded; the command was killed",
+            timeout.as_secs()
+        ))),
+        ExecOutcome::Exited {
+            exit_code,
+            stdout,
+            stderr,
+            ..
+        } => Ok(ExecResult {
+            stdout: decode(&stdout)?,
+            stderr: decode(&stderr)?,
+            exit_code,
+        }),
+        ExecOutcome::Failed { message } => Err(exec_failure(id, cmd, message)),
+    }
 }
 
 fn decode(text: &str) -> Result<Vec<u8>> {

@@ -16,6 +16,7 @@ use crate::network::PodNetworks;
 use crate::network::exec::FakePluginExec;
 use crate::os::cgroup::FakeCgroups;
 use crate::os::mount::FakeMounter;
+use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::wasm::binary::WasmBinary;
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
 use crate::sandbox::{SandboxHost, SandboxManager};
@@ -31,6 +32,7 @@ struct Fixture {
     sandboxes: Arc<SandboxManager>,
     images: Arc<Images>,
     monitor: Arc<FakeMonitorClient>,
+    cgroups: Arc<FakeCgroups>,
     pod: String,
 }
 
@@ -76,6 +78,7 @@ impl Fixture {
             sandboxes,
             images,
             monitor: Arc::new(FakeMonitorClient::default()),
+            cgroups: Arc::new(FakeCgroups::default()),
             pod,
         }
     }
@@ -87,7 +90,7 @@ impl Fixture {
             self.sandboxes.clone(),
             self.monitor.clone(),
             Arc::new(FakeMounter::default()),
-            Arc::new(crate::os::cgroup::FakeCgroups::default()),
+            self.cgroups.clone(),
         )
     }
 
@@ -131,6 +134,25 @@ impl Fixture {
             log_path: None,
             bundle: None,
             exit: None,
+        };
+        checkpoint::write(&layout.container_checkpoint(id), &record).unwrap();
+        record
+    }
+
+    /// A record of Linux container `id` in `phase`, checkpointed.
+    fn linux_record(&self, id: &str, name: &str, phase: ContainerPhase) -> ContainerRecord {
+        let layout = self.layout();
+        let mut record = self.record(id, name, phase);
+        record.backend = ContainerBackend::Linux {
+            launch: LinuxLaunch {
+                container_id: id.into(),
+                bundle: layout.container_bundle(&self.pod, id),
+                state_root: layout.linux_state_root(&self.pod),
+                cgroup: format!("/crishim-{id}"),
+                stop_signal: libc::SIGTERM,
+                log_path: None,
+                exit_file: layout.container_exit(id),
+            },
         };
         checkpoint::write(&layout.container_checkpoint(id), &record).unwrap();
         record
@@ -320,4 +342,81 @@ fn creating_needs_a_ready_pod_and_a_pulled_image() {
         fx.monitor.requests().is_empty(),
         "nothing reached the monitor"
     );
+}
+
+#[test]
+fn resources_of_a_linux_container_are_updated_in_its_cgroup_and_record() {
+    let fx = Fixture::new();
+    fx.linux_record("l", "linux", ContainerPhase::Running);
+    fx.record("w", "wasm", ContainerPhase::Running);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    let resources = cri_proto::LinuxContainerResources {
+        memory_limit_in_bytes: 1 << 30,
+        cpu_shares: 512,
+        ..Default::default()
+    };
+    manager
+        .update_resources("l", Some(resources.clone()))
+        .unwrap();
+    let updates = fx.cgroups.updates.lock().unwrap().clone();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].0, "/crishim-l");
+    let limits = &updates[0].1;
+    assert_eq!(limits.memory().as_ref().unwrap().limit(), Some(1 << 30));
+    assert_eq!(limits.cpu().as_ref().unwrap().shares(), Some(512));
+    let status = manager.status("l", false).unwrap().status.unwrap();
+    assert_eq!(status.resources.unwrap().linux, Some(resources));
+    assert!(matches!(
+        manager.update_resources("w", None),
+        Err(Error::Unimplemented(_))
+    ));
+    fx.write_exit("l", 0);
+    assert!(matches!(
+        manager.update_resources("l", None),
+        Err(Error::FailedPrecondition(_))
+    ));
+}
+
+#[test]
+fn exec_sync_asks_the_monitor_of_a_running_linux_container() {
+    let fx = Fixture::new();
+    fx.linux_record("l", "linux", ContainerPhase::Running);
+    fx.record("w", "wasm", ContainerPhase::Running);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    assert!(matches!(
+        manager.exec_sync("l", Vec::new(), 1),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        manager.exec_sync("w", vec!["true".into()], 1),
+        Err(Error::Unimplemented(_))
+    ));
+    // The fake monitor answers Done, not a result: that is an error, never a fake success.
+    assert!(matches!(
+        manager.exec_sync("l", vec!["true".into()], 1),
+        Err(Error::Internal(_))
+    ));
+    let asked = fx.monitor.requests();
+    assert_eq!(
+        asked.last(),
+        Some(&Request::ExecSync {
+            container_id: "l".into(),
+            argv: vec!["true".into()],
+            timeout_ms: 1000,
+        })
+    );
+    fx.write_exit("l", 0);
+    assert!(matches!(
+        manager.exec_sync("l", vec!["true".into()], 1),
+        Err(Error::FailedPrecondition(_))
+    ));
+    let outcome = ExecOutcome::Failed {
+        message: "exec: \"nope\": executable file not found".into(),
+    };
+    assert!(matches!(
+        super::linux::exec_result("l", &["nope".into()], std::time::Duration::ZERO, outcome),
+        Err(Error::InvalidArgument(m)) if m.contains("nope")
+    ));
 }

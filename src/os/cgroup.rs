@@ -181,7 +181,9 @@ impl Cgroups for HostCgroups {
     }
 
     fn update(&self, path: &str, limits: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        use libcgroups::common::{CgroupConfig, CgroupManager, ControllerOpt, create_cgroup_manager};
+        use libcgroups::common::{
+            CgroupConfig, CgroupManager, ControllerOpt, create_cgroup_manager,
+        };
         let failed = |e: &dyn std::fmt::Display| {
             Error::Internal(format!("update the limits of cgroup {path}: {e}"))
         };

@@ -95,8 +95,7 @@ impl RuntimeApi {
         request: UpdateContainerResourcesRequest,
     ) -> Result<UpdateContainerResourcesResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.update_resources(&request.container_id, request.linux))
-            .await?;
+        blocking(move || containers.update_resources(&request.container_id, request.linux)).await?;
         Ok(UpdateContainerResourcesResponse {})
     }
 
