@@ -634,3 +634,59 @@ async fn a_kubelet_style_pod_gives_each_container_its_pid_namespace_and_live_lim
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
 }
+
+#[tokio::test]
+async fn seccomp_profiles_and_privileged_containers() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let script =
+        "echo $(echo forked); unshare -U true 2>/dev/null && echo unshared || echo refused";
+    let mut confined = shell(&env_, "confined", script);
+    security(&mut confined).seccomp = Some(SecurityProfile {
+        profile_type: security_profile::ProfileType::RuntimeDefault as i32,
+        localhost_ref: String::new(),
+    });
+    let id = env_.run(confined).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    assert_eq!(
+        texts(&env_.log("confined"), "stdout"),
+        ["forked", "refused"]
+    );
+
+    let id = env_.run(shell(&env_, "unconfined", script)).await;
+    assert_eq!(env_.exited(&id).await.exit_code, 0);
+    assert_eq!(
+        texts(&env_.log("unconfined"), "stdout"),
+        ["forked", "unshared"]
+    );
+
+    let profile = env_.daemon.dir.join("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let mut local = shell(&env_, "local", "mkdir /tmp/d && echo made || echo denied");
+    security(&mut local).seccomp = Some(SecurityProfile {
+        profile_type: security_profile::ProfileType::Localhost as i32,
+        localhost_ref: profile.display().to_string(),
+    });
+    let id = env_.run(local).await;
+    env_.exited(&id).await;
+    assert_eq!(texts(&env_.log("local"), "stdout"), ["denied"]);
+
+    let devices = "ls /dev";
+    let mut privileged = shell(&env_, "privileged", devices);
+    security(&mut privileged).privileged = true;
+    let id = env_.run(privileged).await;
+    env_.exited(&id).await;
+    let id = env_.run(shell(&env_, "plain", devices)).await;
+    env_.exited(&id).await;
+    let host_only = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("loop") || n == "kmsg" || n == "mem")
+        .expect("a loop device, kmsg or mem on the host");
+    assert!(texts(&env_.log("privileged"), "stdout").contains(&host_only));
+    assert!(!texts(&env_.log("plain"), "stdout").contains(&host_only));
+}

@@ -2,7 +2,8 @@
 # Measures crishim with its own load generator: sandbox lifecycle latencies, daemon RSS idle
 # and with N idle pods, monitor PSS per idle pod, wasm containers (create+start, run to
 # completion, pod creation to exit, memory per idle wasm pod, from a registry on 127.0.0.1),
-# and pod sandboxes on a bridge CNI network. Starts a private daemon in a temp dir
+# Linux containers (lifecycle latencies, run to completion, memory with N running), and pod
+# sandboxes on a bridge CNI network. Starts a private daemon in a temp dir
 # and stops it (by PID) at the end. Needs root. Usage: sudo hack/measure.sh [pods (100)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,25 @@ bench_pid=$!
 for _ in $(seq 1200); do [ -f "$dir/ready" ] && break; sleep 0.05; done
 sleep 1
 echo "daemon RSS with $(cat "$dir/ready") wasm pods: $(rss "$daemon") KiB"
+monitors_pss
+wait "$bench_pid"
+
+echo "== Linux containers (busybox from Debian's busybox-static)"
+target/release/crishim-testimages --registry "$registry" --image busybox >/dev/null
+busybox="$registry/test/busybox:latest"
+echo "-- create, start, stop (timeout 0), remove of \`sleep 1000\`, concurrency 1"
+$bench --endpoint "$endpoint" --scenario container-lifecycle --image "$busybox" --command sleep --arg 1000 -n 100 -c 1
+echo "-- run to completion of \`true\`, concurrency 1 and 4"
+$bench --endpoint "$endpoint" --scenario container-run --image "$busybox" --command true -n 100 -c 1
+$bench --endpoint "$endpoint" --scenario container-run --image "$busybox" --command true -n 200 -c 4
+echo "-- $pods pods with a running \`sleep\` container"
+rm -f "$dir/ready"
+$bench --endpoint "$endpoint" --scenario idle-container-pods --image "$busybox" --command sleep --arg 100000 -n "$pods" -c 2 \
+  --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle-linux.txt" &
+bench_pid=$!
+for _ in $(seq 2400); do [ -f "$dir/ready" ] && break; sleep 0.05; done
+sleep 1
+echo "daemon RSS with $(cat "$dir/ready") pods running a Linux container: $(rss "$daemon") KiB"
 monitors_pss
 wait "$bench_pid"
 

@@ -74,7 +74,7 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const APPLETS: &[&str] = &[
     "sh", "sleep", "cat", "id", "true", "false", "env", "ls", "echo", "hostname", "mkdir", "rm",
     "touch", "wc", "head", "tail", "ps", "kill", "grep", "test", "printf", "date", "pwd", "uname",
-    "whoami", "stat", "dd", "yes", "mount", "readlink", "nc",
+    "whoami", "stat", "dd", "yes", "mount", "readlink", "nc", "unshare",
 ];
 
 fn digest(bytes: &[u8]) -> String {

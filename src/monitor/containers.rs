@@ -82,6 +82,9 @@ pub struct PodContainers {
     slots: Mutex<HashMap<String, Slot>>,
 }
 
+/// How long a container's thread may take from writing its exit to being done.
+const EXIT_RECORDING_GRACE: Duration = Duration::from_secs(2);
+
 /// How long a stopped container may take to notice its interruption.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 
@@ -273,19 +276,25 @@ impl PodContainers {
     /// created Linux container is killed, and its state and cgroup deleted. An unknown one is
     /// Unknown, which the daemon takes as forgotten already.
     pub fn remove(&self, id: &str) -> Result<(), ContainerError> {
-        let (body_linux, ended) = {
+        let (linux, ended, started) = {
             let slots = self.lock();
             let slot = slots.get(id).ok_or_else(|| unknown(id))?;
-            if matches!(slot.phase, Phase::Running) && !slot.ended.wait(Duration::ZERO) {
-                return Err(ContainerError::State(format!("container {id} is running")));
-            }
             let linux = match &slot.body {
                 Body::Linux(container) => Some(container.clone()),
                 Body::Wasm { .. } => None,
             };
-            (linux, slot.ended.clone())
+            (
+                linux,
+                slot.ended.clone(),
+                matches!(slot.phase, Phase::Running),
+            )
         };
-        if let Some(container) = body_linux {
+        // The daemon removes a started container once its exit is on disk, which its thread
+        // writes just before it is done: give that thread a moment.
+        if started && !ended.wait(EXIT_RECORDING_GRACE) {
+            return Err(ContainerError::State(format!("container {id} is running")));
+        }
+        if let Some(container) = linux {
             container.signal(libc::SIGKILL);
             if !ended.wait(INTERRUPT_GRACE) {
                 return Err(ContainerError::Host(format!(

@@ -29,8 +29,6 @@ const ALLOWED: &[&str] = &[
     "clock_getres",
     "clock_gettime",
     "clock_nanosleep",
-    "clone",
-    "clone3",
     "close",
     "close_range",
     "connect",
@@ -353,6 +351,15 @@ pub fn runtime_default() -> LinuxSeccomp {
             .iter()
             .filter_map(|&domain| personality(domain)),
     );
+    syscalls.extend(clone_without_namespaces());
+    let mut clone3 = LinuxSyscall::default();
+    // clone3 passes its flags in memory, where a filter cannot look: it fails with ENOSYS,
+    // and C libraries fall back to clone, whose flags are checked.
+    clone3
+        .set_names(vec!["clone3".to_string()])
+        .set_action(LinuxSeccompAction::ScmpActErrno)
+        .set_errno_ret(Some(libc::ENOSYS as u32));
+    syscalls.push(clone3);
     let mut profile = LinuxSeccomp::default();
     profile
         .set_default_action(LinuxSeccompAction::ScmpActErrno)
@@ -360,6 +367,49 @@ pub fn runtime_default() -> LinuxSeccomp {
         .set_architectures(Some(architectures()))
         .set_syscalls(Some(syscalls));
     profile
+}
+
+/// The namespace flags of clone(2): a container may fork and make threads, not namespaces.
+const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
+
+/// A rule allowing clone(2) without namespace flags. libcontainer 0.7 reads a masked
+/// comparison as `(arg & value_two) == value`, the other way round from runc and Docker
+/// profiles (`(arg & value) == value_two`), so the mask goes in `value_two` here; profile
+/// files are turned round as they are read (see [`libcontainer_arg`]).
+fn clone_without_namespaces() -> Option<LinuxSyscall> {
+    let arg = LinuxSeccompArgBuilder::default()
+        .index(0_usize)
+        .value(0_u64)
+        .value_two(CLONE_NAMESPACE_FLAGS)
+        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+        .build()
+        .ok()?;
+    let mut rule = LinuxSyscall::default();
+    rule.set_names(vec!["clone".to_string()])
+        .set_action(LinuxSeccompAction::ScmpActAllow)
+        .set_args(Some(vec![arg]));
+    Some(rule)
+}
+
+/// A profile file's argument comparison as libcontainer reads it: a masked comparison has its
+/// mask and value swapped (see [`clone_without_namespaces`]).
+fn libcontainer_arg(arg: LinuxSeccompArg) -> LinuxSeccompArg {
+    if arg.op() != LinuxSeccompOperator::ScmpCmpMaskedEq {
+        return arg;
+    }
+    LinuxSeccompArgBuilder::default()
+        .index(arg.index())
+        .value(arg.value_two().unwrap_or(0))
+        .value_two(arg.value())
+        .op(arg.op())
+        .build()
+        .unwrap_or(arg)
 }
 
 /// A rule allowing `personality(domain)`; None if it cannot be built, which leaves that
@@ -540,7 +590,10 @@ fn rule(file: RuleFile) -> LinuxSyscall {
     rule.set_names(names)
         .set_action(file.action)
         .set_errno_ret(file.errno_ret)
-        .set_args(file.args);
+        .set_args(
+            file.args
+                .map(|args| args.into_iter().map(libcontainer_arg).collect()),
+        );
     rule
 }
 
@@ -560,14 +613,36 @@ mod tests {
     }
 
     #[test]
+    fn clone_is_allowed_only_without_namespace_flags_and_clone3_is_enosys() {
+        let profile = runtime_default();
+        let rules = profile.syscalls().as_ref().unwrap();
+        let clone = rules
+            .iter()
+            .find(|r| r.names() == &["clone".to_string()])
+            .unwrap();
+        let arg = &clone.args().as_ref().unwrap()[0];
+        assert_eq!(arg.op(), LinuxSeccompOperator::ScmpCmpMaskedEq);
+        // libcontainer's order: (arg0 & value_two) == value.
+        assert_eq!((arg.value(), arg.value_two()), (0, Some(0x7E02_0000)));
+        let clone3 = rules
+            .iter()
+            .find(|r| r.names() == &["clone3".to_string()])
+            .unwrap();
+        assert_eq!(clone3.errno_ret(), Some(libc::ENOSYS as u32));
+        assert!(
+            !names(&profile)
+                .iter()
+                .any(|n| n == "clone" || n == "clone3")
+        );
+    }
+
+    #[test]
     fn runtime_default_allows_the_usual_and_denies_the_dangerous() {
         let profile = runtime_default();
         assert_eq!(profile.default_action(), LinuxSeccompAction::ScmpActErrno);
         assert_eq!(profile.default_errno_ret(), Some(libc::EPERM as u32));
         let allowed = names(&profile);
-        for name in [
-            "read", "write", "openat", "execve", "clone", "futex", "mmap",
-        ] {
+        for name in ["read", "write", "openat", "execve", "futex", "mmap"] {
             assert!(allowed.iter().any(|n| n == name), "{name} must be allowed");
         }
         for name in [
@@ -676,6 +751,25 @@ mod tests {
             (arg.index(), arg.value(), arg.op()),
             (1, 7, LinuxSeccompOperator::ScmpCmpGt)
         );
+    }
+
+    #[test]
+    fn masked_comparisons_of_profile_files_are_turned_round_for_libcontainer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::fs::write(
+            &path,
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["clone"],
+                "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 2114060288,
+                "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]}"#,
+        )
+        .unwrap();
+        let profile = localhost(&path).unwrap();
+        let arg = profile.syscalls().as_ref().unwrap()[0]
+            .args()
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!((arg.value(), arg.value_two()), (0, Some(2_114_060_288)));
     }
 
     #[test]

@@ -247,11 +247,19 @@ fn build_on(input: &SpecInput<'_>, host: HostCgroups) -> Result<Spec> {
     warn_ignored(security);
     let process = process(input, security, privileged)?;
     let mounts = mounts(input, host, security, privileged)?;
-    let devices = config
+    let mut devices = config
         .devices
         .iter()
         .map(device)
         .collect::<Result<Vec<_>>>()?;
+    if privileged {
+        let requested: Vec<PathBuf> = devices.iter().map(|(d, _)| d.path().clone()).collect();
+        devices.extend(
+            host_devices(Path::new("/dev"))
+                .into_iter()
+                .filter(|(d, _)| !requested.contains(d.path())),
+        );
+    }
     let mut linux = Linux::default();
     linux
         .set_namespaces(Some(namespaces(input, host)))
@@ -357,7 +365,10 @@ fn process(
         .set_user(user)
         .set_capabilities(Some(capabilities(security, privileged)?))
         .set_rlimits(Some(vec![nofile]))
-        .set_no_new_privileges(Some(no_new_privileges))
+        // Unset rather than false: libcontainer 0.7 loads seccomp while the process still has
+        // CAP_SYS_ADMIN only when the field is absent; with `false` it loads it after dropping
+        // capabilities, and the kernel refuses.
+        .set_no_new_privileges(no_new_privileges.then_some(true))
         .set_oom_score_adj(Some(oom_score_adj(input)))
         .set_apparmor_profile(None)
         .set_selinux_label(None);
@@ -489,19 +500,25 @@ fn capability(name: &str) -> Result<Capability> {
         .ok_or_else(|| Error::InvalidArgument(format!("unknown capability {name:?}")))
 }
 
-/// Every capability the running kernel knows (setting one it does not know would fail).
+/// Every capability the daemon itself may hold (its bounding set, read from /proc/self/status):
+/// a container cannot be given one the daemon lacks (this kind of node often lacks
+/// CAP_SYS_RESOURCE), nor one the kernel does not know.
 fn all_capabilities() -> Capabilities {
-    static LAST: OnceLock<usize> = OnceLock::new();
-    let last = *LAST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    static BOUNDING: OnceLock<u64> = OnceLock::new();
+    let bounding = *BOUNDING.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(CAPABILITIES.len() - 1)
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("CapBnd:"))?;
+                u64::from_str_radix(line.trim_start_matches("CapBnd:").trim(), 16).ok()
+            })
+            .unwrap_or(u64::MAX)
     });
     CAPABILITIES
         .iter()
-        .take(last + 1)
-        .map(|(_, c)| *c)
+        .enumerate()
+        .filter(|(bit, _)| *bit < 64 && bounding & (1 << bit) != 0)
+        .map(|(_, (_, c))| *c)
         .collect()
 }
 
@@ -872,6 +889,48 @@ fn device(d: &cri_proto::Device) -> Result<(LinuxDevice, String)> {
     Ok((device, access))
 }
 
+/// The host's devices, as a privileged container gets them (as containerd gives them): every
+/// character and block device under `dev`, except the terminals' (/dev/pts, /dev/console,
+/// /dev/tty*) and what the container mounts itself (/dev/shm, /dev/mqueue).
+fn host_devices(dev: &Path) -> Vec<(LinuxDevice, String)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dev.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if !matches!(name.as_str(), "pts" | "shm" | "mqueue") {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if name == "console"
+                || name.starts_with("tty")
+                || !(kind.is_char_device() || kind.is_block_device())
+            {
+                continue;
+            }
+            let request = cri_proto::Device {
+                container_path: path.display().to_string(),
+                host_path: path.display().to_string(),
+                permissions: "rwm".into(),
+            };
+            if let Ok(found_device) = device(&request) {
+                found.push(found_device);
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.path().cmp(b.0.path()));
+    found
+}
+
 /// Device permissions: some of `r`, `w` and `m`, each once.
 fn device_access(permissions: &str) -> Result<String> {
     if permissions.is_empty() {
@@ -1193,7 +1252,7 @@ mod tests {
         assert_eq!((p.user().uid(), p.user().gid()), (1000, 1001));
         assert_eq!(p.user().additional_gids().as_deref(), Some(&[29][..]));
         assert_eq!(p.terminal(), Some(false));
-        assert_eq!(p.no_new_privileges(), Some(false));
+        assert_eq!(p.no_new_privileges(), None);
         let rlimits = p.rlimits().as_ref().unwrap();
         assert_eq!(rlimits.len(), 1);
         assert_eq!(rlimits[0].typ(), PosixRlimitType::RlimitNofile);
@@ -1285,6 +1344,25 @@ mod tests {
     }
 
     #[test]
+    fn privileged_containers_get_the_host_devices_but_terminals() {
+        let found = host_devices(Path::new("/dev"));
+        let paths: Vec<_> = found.iter().map(|(d, _)| d.path().clone()).collect();
+        assert!(paths.contains(&PathBuf::from("/dev/null")), "{paths:?}");
+        assert!(
+            paths.iter().all(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                !name.starts_with("tty") && name != "console" && !p.starts_with("/dev/pts")
+            }),
+            "{paths:?}"
+        );
+        let mut f = Fixture::new();
+        f.security().privileged = true;
+        let spec = f.spec();
+        let devices = linux(&spec).devices().clone().unwrap();
+        assert!(devices.iter().any(|d| d.path() == Path::new("/dev/null")));
+    }
+
+    #[test]
     fn privileged_containers_get_everything() {
         let mut f = Fixture::new();
         let sc = f.security();
@@ -1302,7 +1380,7 @@ mod tests {
         let caps = effective(&spec);
         assert!(caps.contains(&Capability::SysAdmin));
         assert_eq!(caps, all_capabilities());
-        assert_eq!(process(&spec).no_new_privileges(), Some(false));
+        assert_eq!(process(&spec).no_new_privileges(), None);
         assert_eq!(linux(&spec).seccomp(), &None);
         assert_eq!(linux(&spec).masked_paths().as_deref(), Some(&[][..]));
         assert_eq!(linux(&spec).readonly_paths().as_deref(), Some(&[][..]));
