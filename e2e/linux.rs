@@ -690,3 +690,66 @@ async fn seccomp_profiles_and_privileged_containers() {
     assert!(texts(&env_.log("privileged"), "stdout").contains(&host_only));
     assert!(!texts(&env_.log("plain"), "stdout").contains(&host_only));
 }
+
+#[tokio::test]
+async fn orphans_in_a_shared_pid_namespace_are_reaped() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    // The subshell exits at once; its `sleep` is orphaned to the pod's pid 1 (the monitor).
+    let id = env_
+        .run(shell(
+            &env_,
+            "parent",
+            "(sleep 2 &); echo started; sleep 1000",
+        ))
+        .await;
+    let logs = env_.logs.join("parent/0.log");
+    assert!(
+        eventually(Duration::from_secs(10), async || !log_lines(&logs)
+            .is_empty())
+        .await
+    );
+    let monitor = monitor_pid(&pod_status(&mut env_.client, &env_.pod).await);
+    let children = || {
+        std::fs::read_dir(format!("/proc/{monitor}/task"))
+            .unwrap()
+            .flatten()
+            .flat_map(|t| {
+                std::fs::read_to_string(t.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let orphan = children().into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x002\x00")
+    });
+    assert!(
+        orphan.is_some(),
+        "the orphaned sleep became the monitor's child"
+    );
+    let zombies = || {
+        children()
+            .iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+            })
+            .count()
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        eventually(Duration::from_secs(10), async || zombies() == 0).await,
+        "the orphaned sleep is reaped"
+    );
+    assert_eq!(
+        env_.status(&id).await.state,
+        ContainerState::ContainerRunning as i32
+    );
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::logs::CriLog;
+use crate::monitor::orphans::Orphans;
 use crate::runtime::linux::container::LinuxContainer;
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
@@ -79,6 +80,7 @@ struct Slot {
 #[derive(Default)]
 pub struct PodContainers {
     wasm: OnceLock<Result<Arc<WasmHost>, String>>,
+    orphans: Arc<Orphans>,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
@@ -130,7 +132,8 @@ impl PodContainers {
         }
         let log = CriLog::open(launch.log_path.as_deref())
             .map_err(|e| ContainerError::Host(e.to_string()))?;
-        let (container, pipes) = LinuxContainer::create(Path::new(SELF_EXE), launch)?;
+        let (container, pipes) =
+            LinuxContainer::create(Path::new(SELF_EXE), launch, self.orphans.clone())?;
         let container = Arc::new(container);
         let log = Arc::new(Mutex::new(log));
         let ended = Arc::new(Ended::default());
@@ -360,6 +363,11 @@ impl PodContainers {
                 eprintln!("removing {id}: {e:?}");
             }
         }
+    }
+
+    /// The monitor's children that others wait for, and the orphans it must reap.
+    pub fn orphans(&self) -> Arc<Orphans> {
+        self.orphans.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {

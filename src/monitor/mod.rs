@@ -1,9 +1,11 @@
-//! The per-pod monitor: the process that holds a pod's namespaces and (in later issues) parents
-//! its containers. `process` is the monitor itself, `protocol` its control socket, `launcher`
-//! the daemon's side that starts, checks and stops monitors.
+//! The per-pod monitor: the process that holds a pod's namespaces and parents its containers.
+//! `process` is the monitor itself, `protocol` its control socket, `containers` its container
+//! table, `orphans` the reaping of a shared pid namespace's orphans, `launcher` and `client`
+//! the daemon's side that starts, checks, stops and asks monitors.
 
 pub mod client;
 pub mod containers;
 pub mod launcher;
+pub mod orphans;
 pub mod process;
 pub mod protocol;

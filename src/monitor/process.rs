@@ -1,7 +1,8 @@
 //! The monitor process (`crishim monitor`, started by the daemon, one per pod).
 //!
 //! It starts single-threaded and without an async runtime, to stay small (threads come only
-//! with containers: one per wasm container, one per container request): it leaves the daemon's
+//! with containers: one per wasm or Linux container, one per container request, one reaping
+//! orphans when the pod shares a pid namespace): it leaves the daemon's
 //! session, unshares the pod's namespaces, brings up loopback, sets the hostname, forks once
 //! into a new pid namespace when the pod shares one, then prints its ready line and serves its
 //! control socket until told to shut down. The daemon pins the namespaces and sets the cgroup.
@@ -16,6 +17,7 @@ use std::time::Duration;
 use nix::sched::CloneFlags;
 
 use crate::monitor::containers::{ContainerError, PodContainers};
+use crate::monitor::orphans::{Orphans, SWEEP_INTERVAL, zombie_children};
 use crate::monitor::protocol::{ReadyLine, RefusalCode, Request, Response, with_short_path};
 
 /// What a monitor is told on its command line.
@@ -58,7 +60,11 @@ pub fn run(args: MonitorArgs) -> i32 {
     // From now on stdout goes where stderr goes: the monitor log the daemon opened.
     let _ = nix::unistd::dup2_stdout(std::io::stderr());
     eprintln!("monitor for pod {} ready, pid {pid}", args.pod_id);
-    serve(&listener, &args.pod_id, pid);
+    let containers = Arc::new(PodContainers::default());
+    if args.pid {
+        sweep_orphans(containers.orphans());
+    }
+    serve(&listener, &args.pod_id, pid, &containers);
     0
 }
 
@@ -156,8 +162,23 @@ fn loopback_up() -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve(listener: &UnixListener, pod_id: &str, pid: i32) {
-    let containers = Arc::new(PodContainers::default());
+/// As pid 1 of the pod's pid namespace, the monitor inherits every orphan of the pod: a thread
+/// reaps them.
+fn sweep_orphans(orphans: Arc<Orphans>) {
+    let spawned = std::thread::Builder::new()
+        .name("orphans".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(SWEEP_INTERVAL);
+                orphans.sweep(&zombie_children());
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("cannot start the orphan reaper: {e}");
+    }
+}
+
+fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodContainers>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let request = match read_request(&stream) {
@@ -277,7 +298,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("m.sock");
         let listener = UnixListener::bind(&socket).unwrap();
-        let server = std::thread::spawn(move || serve(&listener, "pod1", 42));
+        let containers = Arc::new(PodContainers::default());
+        let server = std::thread::spawn(move || serve(&listener, "pod1", 42, &containers));
         let timeout = Duration::from_secs(5);
         assert_eq!(
             call(&socket, &Request::Ping, timeout).unwrap(),

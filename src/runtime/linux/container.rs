@@ -8,9 +8,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use crate::logs::CriLog;
 use crate::monitor::containers::ContainerError;
+use crate::monitor::orphans::Orphans;
 use crate::os::process::Pidfd;
 use crate::runtime::linux::helper::{CONTAINER_STDERR_FD, CONTAINER_STDOUT_FD};
 use crate::runtime::linux::launch::{CreateOutcome, ExecOutcome, LinuxLaunch};
@@ -21,6 +23,8 @@ use crate::runtime::wasm::launch::ExitRecord;
 pub struct LinuxContainer {
     launch: LinuxLaunch,
     init: Pidfd,
+    init_pid: i32,
+    orphans: Arc<Orphans>,
 }
 
 impl LinuxContainer {
@@ -29,6 +33,7 @@ impl LinuxContainer {
     pub fn create(
         exe: &Path,
         launch: LinuxLaunch,
+        orphans: Arc<Orphans>,
     ) -> Result<(LinuxContainer, OutputPipes), ContainerError> {
         let host = |what: &str, e: std::io::Error| {
             ContainerError::Host(format!("container {}: {what}: {e}", launch.container_id))
@@ -51,8 +56,8 @@ impl LinuxContainer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         pass_fds(&mut command, [out_w.as_raw_fd(), err_w.as_raw_fd()]);
-        let mut child = command
-            .spawn()
+        let mut child = orphans
+            .spawn(&mut command)
             .map_err(|e| host(&format!("start {} helper create", exe.display()), e))?;
         drop((out_w, err_w));
         let mut line = String::new();
@@ -60,7 +65,11 @@ impl LinuxContainer {
             .stdout
             .take()
             .map(|out| BufReader::new(out).read_line(&mut line));
+        if let Ok(CreateOutcome::Created { pid }) = serde_json::from_str(&line) {
+            orphans.claim(pid);
+        }
         let _ = child.wait();
+        orphans.release(child.id() as i32);
         if let Some(Err(e)) = read {
             return Err(host("read the helper's answer", e));
         }
@@ -81,7 +90,13 @@ impl LinuxContainer {
             stdout: out_r,
             stderr: err_r,
         };
-        Ok((LinuxContainer { launch, init }, pipes))
+        let container = LinuxContainer {
+            launch,
+            init,
+            init_pid: pid,
+            orphans,
+        };
+        Ok((container, pipes))
     }
 
     /// The container's id.
@@ -123,7 +138,8 @@ impl LinuxContainer {
         argv: Vec<String>,
         timeout: std::time::Duration,
     ) -> Result<ExecOutcome, ContainerError> {
-        let output = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("helper")
             .arg("exec")
             .arg("--state-root")
@@ -135,15 +151,21 @@ impl LinuxContainer {
             .arg("--")
             .args(argv)
             .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| {
-                ContainerError::Host(format!(
-                    "container {}: run {} helper exec: {e}",
-                    self.id(),
-                    exe.display()
-                ))
-            })?;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let output = self.orphans.spawn(&mut command).and_then(|child| {
+            let pid = child.id() as i32;
+            let output = child.wait_with_output();
+            self.orphans.release(pid);
+            output
+        });
+        let output = output.map_err(|e| {
+            ContainerError::Host(format!(
+                "container {}: run {} helper exec: {e}",
+                self.id(),
+                exe.display()
+            ))
+        })?;
         let line = String::from_utf8_lossy(&output.stdout);
         serde_json::from_str(line.trim()).map_err(|e| {
             ContainerError::Host(format!(
@@ -182,6 +204,7 @@ impl LinuxContainer {
             .unwrap_or_else(|e| e.into_inner())
             .flush_partial();
         let exit_code = reap(&self.init).unwrap_or(255);
+        self.orphans.release(self.init_pid);
         let oom = oom_killed(&self.launch.cgroup);
         let exit = ExitRecord {
             exit_code,
