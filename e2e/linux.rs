@@ -212,6 +212,11 @@ async fn mounts_users_readonly_rootfs_and_capabilities_are_applied() {
         texts(&env_.log("nonroot"), "stdout"),
         ["1000", "1000", "1000 2000"]
     );
+    let user = env_.status(&id).await.user.and_then(|u| u.linux).unwrap();
+    assert_eq!(
+        (user.uid, user.gid, user.supplemental_groups),
+        (1000, 1000, vec![2000])
+    );
 
     let mut config = shell(&env_, "runas", "id -u; id -g");
     security(&mut config).run_as_user = Some(Int64Value { value: 1234 });
@@ -361,6 +366,27 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
         env_.create(missing_image).await.unwrap_err().code(),
         Code::NotFound
     );
+
+    for (key, why) in [
+        ("vm.swappiness", "not namespaced"),
+        ("net/../../etc/x", "not a sysctl"),
+    ] {
+        let mut pod = pod_config("bad-sysctl", &[]);
+        pod.linux = Some(LinuxPodSandboxConfig {
+            sysctls: [(key.to_string(), "1".to_string())].into(),
+            ..Default::default()
+        });
+        let e = env_
+            .client
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains(why), "{e:?}");
+    }
 
     let mut bad_mount = shell(&env_, "x", "true");
     bad_mount.mounts = vec![Mount {
@@ -568,6 +594,16 @@ async fn a_kubelet_style_pod_gives_each_container_its_pid_namespace_and_live_lim
         NamespaceMode::Pod,
     );
     config.log_directory = env_.logs.display().to_string();
+    config.linux.as_mut().unwrap().sysctls = [(
+        "net.ipv4.ip_local_port_range".to_string(),
+        "20000 30000".to_string(),
+    )]
+    .into();
+    config.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec!["ns.svc.cluster.local".into()],
+        options: vec!["ndots:5".into()],
+    });
     let pod = env_
         .client
         .run_pod_sandbox(RunPodSandboxRequest {

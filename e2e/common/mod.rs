@@ -289,7 +289,7 @@ fn kill_linux_containers(layout: &Layout, cgroups: Option<&HostCgroups>) {
         else {
             continue;
         };
-        let ContainerBackend::Linux { launch } = record.backend else {
+        let ContainerBackend::Linux { launch, .. } = record.backend else {
             continue;
         };
         for mount in cgroup_mounts() {

@@ -168,7 +168,7 @@ impl ContainerManager {
             ContainerBackend::Wasm { launch } => Request::CreateWasm {
                 launch: launch.clone(),
             },
-            ContainerBackend::Linux { launch } => Request::CreateLinux {
+            ContainerBackend::Linux { launch, .. } => Request::CreateLinux {
                 launch: launch.clone(),
             },
         };
@@ -334,7 +334,7 @@ impl ContainerManager {
             // A monitor that is gone has forgotten it already; a Linux container may outlive
             // a monitor that died, so what is left of it is killed and deleted here.
             Err(Error::Unavailable(_)) => {
-                if let ContainerBackend::Linux { launch } = &record.backend {
+                if let ContainerBackend::Linux { launch, .. } = &record.backend {
                     crate::runtime::linux::container::delete(launch).map_err(Error::Internal)?;
                 }
             }

@@ -90,19 +90,23 @@ impl ContainerManager {
                     namespaces,
                     cgroups_path: cgroup.clone(),
                     pod_files,
-                    user,
+                    user: user.clone(),
                     min_oom_score_adj: own_oom_score_adj(),
                 })?;
                 let path = bundle.join("config.json");
                 spec.save(&path)
-                    .map_err(|e| Error::Internal(format!("write {}: {e}", path.display())))
+                    .map_err(|e| Error::Internal(format!("write {}: {e}", path.display())))?;
+                Ok(user)
             });
-        if let Err(e) = written {
-            if let Err(undo) = rootfs::remove(self.images.store(), &*self.mounts, id, &bundle) {
-                tracing::error!(container_id = %id, error = %undo, "undoing a create: cannot remove its root filesystem");
+        let user = match written {
+            Ok(user) => user,
+            Err(e) => {
+                if let Err(undo) = rootfs::remove(self.images.store(), &*self.mounts, id, &bundle) {
+                    tracing::error!(container_id = %id, error = %undo, "undoing a create: cannot remove its root filesystem");
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let launch = LinuxLaunch {
             container_id: id.to_string(),
             bundle: bundle.clone(),
@@ -120,7 +124,7 @@ impl ContainerManager {
             image_ref: image.repo_digests.first().cloned().unwrap_or_default(),
             log_path,
             bundle: Some(bundle),
-            backend: ContainerBackend::Linux { launch },
+            backend: ContainerBackend::Linux { launch, user },
             selected_by: rule.to_string(),
             phase: ContainerPhase::Creating,
             created_at: now_nanos(),
@@ -187,7 +191,7 @@ impl ContainerManager {
         let entry = self.entry(id)?;
         let _op = entry.lock_op();
         let mut record = self.refresh(&entry)?;
-        let ContainerBackend::Linux { launch } = &record.backend else {
+        let ContainerBackend::Linux { launch, .. } = &record.backend else {
             return Err(Error::Unimplemented(
                 "UpdateContainerResources: a wasm container's limits are fixed when it is created"
                     .into(),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use cri_proto::{
     Container, ContainerFilter, ContainerResources, ContainerState, ContainerStatus,
-    ContainerStatusResponse, ImageSpec,
+    ContainerStatusResponse, ContainerUser, ImageSpec, LinuxContainerUser,
 };
 use serde_json::json;
 
@@ -78,12 +78,25 @@ impl ContainerManager {
                     linux: Some(linux),
                     windows: None,
                 }),
-            user: None,
+            user: match &record.backend {
+                ContainerBackend::Linux { user, .. } => Some(ContainerUser {
+                    linux: Some(LinuxContainerUser {
+                        uid: i64::from(user.uid),
+                        gid: i64::from(user.gid),
+                        supplemental_groups: user
+                            .additional_gids
+                            .iter()
+                            .map(|g| i64::from(*g))
+                            .collect(),
+                    }),
+                }),
+                ContainerBackend::Wasm { .. } => None,
+            },
         };
         let info = if verbose {
             let (backend, launch) = match &record.backend {
                 ContainerBackend::Wasm { launch } => ("wasm", json!(launch)),
-                ContainerBackend::Linux { launch } => ("linux", json!(launch)),
+                ContainerBackend::Linux { launch, .. } => ("linux", json!(launch)),
             };
             let value = json!({
                 "backend": backend,

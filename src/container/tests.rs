@@ -144,6 +144,7 @@ impl Fixture {
         let layout = self.layout();
         let mut record = self.record(id, name, phase);
         record.backend = ContainerBackend::Linux {
+            user: Default::default(),
             launch: LinuxLaunch {
                 container_id: id.into(),
                 bundle: layout.container_bundle(&self.pod, id),

@@ -24,6 +24,8 @@ pub struct MonitorSpec {
     pub log: PathBuf,
     /// Hostname for the pod's UTS namespace.
     pub hostname: Option<String>,
+    /// Namespaced sysctls to set in the pod's namespaces (`net.core.somaxconn`, value).
+    pub sysctls: Vec<(String, String)>,
     /// The namespaces to create.
     pub namespaces: PodNamespaces,
 }
@@ -69,6 +71,9 @@ impl ProcessMonitors {
             .arg(&spec.socket);
         if let Some(hostname) = &spec.hostname {
             command.arg("--hostname").arg(hostname);
+        }
+        for (key, value) in &spec.sysctls {
+            command.arg("--sysctl").arg(format!("{key}={value}"));
         }
         let ns = spec.namespaces;
         for (wanted, flag) in [

@@ -44,6 +44,9 @@ pub struct MonitorArgs {
     /// Create a PID namespace (the monitor becomes its pid 1).
     #[arg(long)]
     pub pid: bool,
+    /// A namespaced sysctl to set in the new namespaces, `key=value` (repeatable).
+    #[arg(long = "sysctl")]
+    pub sysctls: Vec<String>,
 }
 
 /// Runs the monitor; returns the process exit code.
@@ -88,6 +91,9 @@ fn set_up(args: &MonitorArgs) -> Result<UnixListener, String> {
     if let (true, Some(hostname)) = (args.uts, &args.hostname) {
         nix::unistd::sethostname(hostname).map_err(|e| format!("sethostname {hostname:?}: {e}"))?;
     }
+    for sysctl in &args.sysctls {
+        set_sysctl(sysctl)?;
+    }
     if args.pid {
         enter_new_pid_namespace()?;
     }
@@ -99,6 +105,16 @@ fn set_up(args: &MonitorArgs) -> Result<UnixListener, String> {
     std::fs::set_permissions(&args.socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("chmod {}: {e}", args.socket.display()))?;
     Ok(listener)
+}
+
+/// Writes a `key=value` sysctl (checked by the daemon) under /proc/sys: network ones apply to
+/// the writer's network namespace, IPC ones to its IPC namespace, so to the pod's.
+fn set_sysctl(sysctl: &str) -> Result<(), String> {
+    let (key, value) = sysctl
+        .split_once('=')
+        .ok_or_else(|| format!("sysctl {sysctl:?} is not key=value"))?;
+    let path = std::path::Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).map_err(|e| format!("set sysctl {key} to {value:?}: {e}"))
 }
 
 /// unshare(CLONE_NEWPID) puts only our future children in the new namespace: fork once, the

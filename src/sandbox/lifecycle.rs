@@ -29,7 +29,7 @@ impl SandboxManager {
         );
         let name_key = record.name_key();
         self.index.reserve_name(&name_key, &id)?;
-        match self.start(&mut record, plan.hostname) {
+        match self.start(&mut record, plan.hostname, plan.sysctls) {
             Ok(()) => {
                 self.index.insert(record.clone());
                 Ok(record)
@@ -44,7 +44,12 @@ impl SandboxManager {
         }
     }
 
-    fn start(&self, record: &mut SandboxRecord, hostname: Option<String>) -> Result<()> {
+    fn start(
+        &self,
+        record: &mut SandboxRecord,
+        hostname: Option<String>,
+        sysctls: Vec<(String, String)>,
+    ) -> Result<()> {
         let id = record.id.clone();
         self.save(record)?;
         let ns_dir = self.layout.pod_dir(&id).join("ns");
@@ -54,6 +59,7 @@ impl SandboxManager {
             socket: self.layout.monitor_socket(&id),
             log: self.layout.monitor_log(&id),
             hostname,
+            sysctls,
             namespaces: record.namespaces,
         })?;
         // Known from here on, so that undo stops it.

@@ -20,6 +20,54 @@ pub struct PodPlan {
     pub hostname: Option<String>,
     /// The monitor's cgroup path.
     pub cgroup: String,
+    /// Namespaced sysctls the monitor sets in the pod's namespaces, keys with dots.
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// The pod's sysctls, checked: each must belong to a namespace the pod owns (kubelet's
+/// "namespaced" sysctls), keys in dotted or slashed form, no path tricks, no newlines.
+fn sysctls(
+    requested: &std::collections::HashMap<String, String>,
+    namespaces: PodNamespaces,
+) -> Result<Vec<(String, String)>> {
+    let mut checked = Vec::new();
+    for (key, value) in requested {
+        let invalid = |why: &str| Error::InvalidArgument(format!("sysctl {key:?}: {why}"));
+        let dotted = key.replace('/', ".");
+        let clean = dotted.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+        if !clean || value.contains(['\n', '\0']) {
+            return Err(invalid("not a sysctl name and value"));
+        }
+        let owned = if dotted.starts_with("net.") {
+            Some(("network", namespaces.net))
+        } else if dotted.starts_with("kernel.shm")
+            || dotted.starts_with("kernel.msg")
+            || dotted == "kernel.sem"
+            || dotted.starts_with("fs.mqueue.")
+        {
+            Some(("IPC", namespaces.ipc))
+        } else if dotted == "kernel.domainname" {
+            Some(("UTS", namespaces.uts))
+        } else {
+            None
+        };
+        match owned {
+            None => return Err(invalid("not namespaced: it would change the whole node")),
+            Some((kind, false)) => {
+                return Err(invalid(&format!(
+                    "the pod uses the host's {kind} namespace, which it must not change"
+                )));
+            }
+            Some((_, true)) => checked.push((dotted, value.clone())),
+        }
+    }
+    checked.sort();
+    Ok(checked)
 }
 
 /// Validates the config and plans the pod. `id` names the monitor's cgroup leaf.
@@ -82,6 +130,7 @@ pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) ->
         cgroup::monitor_leaf(config.cgroup_driver, id)
     );
     Ok(PodPlan {
+        sysctls: sysctls(&linux.sysctls, namespaces)?,
         namespaces,
         hostname,
         cgroup,
@@ -91,6 +140,49 @@ pub fn plan(config: &Config, pod: &PodSandboxConfig, handler: &str, id: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sysctls_of_namespaces_the_pod_owns_are_accepted() {
+        let own = PodNamespaces {
+            net: true,
+            ipc: true,
+            uts: true,
+            pid: false,
+        };
+        let ask = |pairs: &[(&str, &str)], namespaces| {
+            let map = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            sysctls(&map, namespaces)
+        };
+        assert_eq!(
+            ask(
+                &[("net/ipv4/ip_forward", "1"), ("kernel.shmmax", "1024")],
+                own
+            )
+            .unwrap(),
+            [
+                ("kernel.shmmax".to_string(), "1024".to_string()),
+                ("net.ipv4.ip_forward".to_string(), "1".to_string())
+            ]
+        );
+        for bad in [
+            "vm.swappiness",
+            "net/../../etc",
+            "net..core",
+            "kernel.panic",
+        ] {
+            assert!(
+                matches!(ask(&[(bad, "1")], own), Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
+        }
+        assert!(ask(&[("net.core.somaxconn", "1\n2")], own).is_err());
+        let host_network = PodNamespaces { net: false, ..own };
+        let e = ask(&[("net.core.somaxconn", "1024")], host_network).unwrap_err();
+        assert!(e.to_string().contains("host's network namespace"), "{e}");
+    }
     use cri_proto::{
         LinuxPodSandboxConfig, LinuxSandboxSecurityContext, PodSandboxMetadata, UserNamespace,
     };

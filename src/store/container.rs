@@ -6,6 +6,7 @@ use cri_proto::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::linux::launch::LinuxLaunch;
+use crate::runtime::linux::spec::ResolvedUser;
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
 
 /// Version of the container checkpoint format written by this build.
@@ -38,6 +39,9 @@ pub enum ContainerBackend {
     Linux {
         /// What the monitor was told to create.
         launch: LinuxLaunch,
+        /// The user its process runs as, for ContainerStatus.
+        #[serde(default)]
+        user: ResolvedUser,
     },
 }
 

@@ -57,7 +57,7 @@ pub struct PodFiles {
 }
 
 /// The user a container runs as, resolved in the image's /etc/passwd and /etc/group.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResolvedUser {
     /// uid.
     pub uid: u32,
@@ -279,15 +279,7 @@ fn build_on(input: &SpecInput<'_>, host: HostCgroups) -> Result<Spec> {
             security.map(|s| &s.readonly_paths),
             &DEFAULT_READONLY_PATHS,
             privileged,
-        )))
-        .set_sysctl(
-            input
-                .pod
-                .linux
-                .as_ref()
-                .map(|l| l.sysctls.clone())
-                .filter(|s| !s.is_empty()),
-        );
+        )));
     let mut root = Root::default();
     root.set_path(input.rootfs.clone())
         .set_readonly(Some(security.is_some_and(|s| s.readonly_rootfs)));
@@ -1778,24 +1770,16 @@ mod tests {
     }
 
     #[test]
-    fn sysctls_and_annotations_are_copied() {
+    fn pod_sysctls_are_the_monitor_s_and_annotations_are_copied() {
         let mut f = Fixture::new();
-        assert_eq!(linux(&f.spec()).sysctl(), &None);
         f.pod.linux = Some(LinuxPodSandboxConfig {
             sysctls: HashMap::from([("net.ipv4.ip_forward".to_string(), "1".to_string())]),
             ..Default::default()
         });
         f.container.annotations = HashMap::from([("a".to_string(), "b".to_string())]);
         let spec = f.spec();
-        assert_eq!(
-            linux(&spec)
-                .sysctl()
-                .as_ref()
-                .unwrap()
-                .get("net.ipv4.ip_forward")
-                .map(String::as_str),
-            Some("1")
-        );
+        // The monitor set them in the pod's namespaces when the pod started.
+        assert_eq!(linux(&spec).sysctl(), &None);
         assert_eq!(
             spec.annotations()
                 .as_ref()
