@@ -400,17 +400,10 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
 
     let mut no_exe = shell(&env_, "noexe", "true");
     no_exe.command = vec!["foo".into()];
-    match env_.create(no_exe).await {
-        Err(e) => assert!(e.message().contains("foo"), "{e:?}"),
-        Ok(id) => {
-            let e = env_
-                .client
-                .start_container(StartContainerRequest { container_id: id })
-                .await
-                .unwrap_err();
-            assert!(e.message().contains("foo"), "{e:?}");
-        }
-    }
+    // libcontainer checks the program before the init waits for StartContainer.
+    let e = env_.create(no_exe).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("'foo' not found"), "{e:?}");
 
     let id = env_.run(shell(&env_, "dup", "sleep 1000")).await;
     let e = env_.create(shell(&env_, "dup", "true")).await.unwrap_err();
@@ -440,10 +433,19 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    // Only the failed `noexe` container may remain (when create succeeded); no bundle of the
-    // removed one, no cgroup.
-    let bundle = env_.daemon.layout().container_bundle(&env_.pod, &id);
-    assert!(!bundle.exists(), "{}", bundle.display());
+    // Nothing is left of the failed creates nor of the removed container: no record, no
+    // bundle, no libcontainer state, no cgroup.
+    let layout = env_.daemon.layout();
+    for dir in [
+        layout.containers_dir(),
+        layout.pod_dir(&env_.pod).join("containers"),
+        layout.linux_state_root(&env_.pod),
+    ] {
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
     for mount in cgroup_mounts() {
         let dir = mount
             .join(TEST_CGROUP_PARENT.trim_start_matches('/'))
