@@ -642,3 +642,96 @@ async fn a_platform_image_gives_the_guest_its_files_at_the_root() {
     assert!(!is_mounted(&rootfs));
     assert!(!bundle.exists(), "the bundle is gone with the container");
 }
+
+#[tokio::test]
+async fn a_component_listens_on_tcp_in_its_pods_network_namespace() {
+    const GREETING: &str = "hello from a wasm socket\n";
+    let mut env_ = PodEnv::start(&["wasm-listener"]).await;
+    let pin = env_
+        .daemon
+        .layout()
+        .namespace_pin(&env_.pod, crishim::store::layout::NamespaceKind::Net);
+    assert_ne!(
+        ns_inode(&pin),
+        ns_inode(std::path::Path::new("/proc/self/ns/net")),
+        "the pod has a network namespace of its own"
+    );
+    let net = format!("--net={}", pin.display());
+    // Whether a socket listens on port 8080 (0x1F90) in the pod's namespace: its /proc/net/tcp,
+    // read from inside it.
+    let listening = || {
+        let out = std::process::Command::new("nsenter")
+            .args([net.as_str(), "cat", "/proc/net/tcp"])
+            .output()
+            .expect("nsenter (util-linux)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(":1F90") && fields[3] == "0A"
+        })
+    };
+    assert!(
+        !listening(),
+        "nothing listens on 8080 before the guest runs"
+    );
+
+    let id = env_
+        .run(env_.container("wasm-listener", "listener", &[]))
+        .await;
+    let up = eventually(Duration::from_secs(10), async || listening()).await;
+    assert!(
+        up,
+        "the guest listens on 8080 in the pod: {:?} {:?}\n{}",
+        env_.status(&id).await,
+        env_.log("listener"),
+        env_.monitor_log()
+    );
+    // The listener is up, and lives in the pod's namespace only.
+    let from_host = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect("127.0.0.1:8080"),
+    )
+    .await;
+    assert!(
+        !matches!(from_host, Ok(Ok(_))),
+        "port 8080 is not reachable from the host's network namespace"
+    );
+
+    // A client in the pod's namespace gets the greeting (retried while the guest starts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let received = loop {
+        let nc = tokio::process::Command::new("nsenter")
+            .args([
+                net.as_str(),
+                "busybox",
+                "nc",
+                "-w",
+                "2",
+                "127.0.0.1",
+                "8080",
+            ])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let text = match tokio::time::timeout(Duration::from_secs(5), nc).await {
+            Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Ok(Err(e)) => panic!("nsenter busybox nc: {e}"),
+            Err(_) => String::new(),
+        };
+        if !text.is_empty() || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(received, GREETING, "{:?}", env_.log("listener"));
+
+    let status = env_.exited(&id).await;
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (0, "Completed"),
+        "{status:?} {:?}",
+        env_.log("listener")
+    );
+    assert!(env_.log("listener").is_empty(), "no failure on stderr");
+    assert!(!listening(), "the guest's sockets closed with it");
+}

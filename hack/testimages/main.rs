@@ -24,6 +24,9 @@
 //! - `wasm-probe-component`: the same program as a WASI p2 component artifact.
 //! - `wasm-probe-platform`: the same program in a wasi/wasm platform image whose tar layer
 //!   also holds /etc/greeting, so a container has the image's files.
+//! - `wasm-listener`: a WASI p2 component artifact written against the canonical ABI
+//!   (hack/testimages/wat/listener.wat, world hack/testimages/wit/listener.wit) that listens
+//!   on TCP 0.0.0.0:8080 through wasi:sockets, greets one client, and exits 0.
 //! - `wasm-bad-nostart`, `wasm-bad-import`, `wasm-bad-component`: wasm a container cannot
 //!   run (no `_start`; an import from `env`; a component without `wasi:cli/run`).
 
@@ -100,6 +103,8 @@ const WASM_CONTENT_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
 const WASM_LAYER: &str = "application/wasm";
 const HELLO_WAT: &str = include_str!("wat/hello.wat");
 const PROBE_WAT: &str = include_str!("wat/probe.wat");
+const LISTENER_WAT: &str = include_str!("wat/listener.wat");
+const LISTENER_WIT: &str = include_str!("wit/listener.wit");
 
 /// The hello program as a core module.
 fn hello_module() -> Vec<u8> {
@@ -114,6 +119,32 @@ fn probe_module() -> Vec<u8> {
 /// The hello program as a WASI p2 command component.
 fn hello_component() -> Vec<u8> {
     component_of(&hello_module())
+}
+
+/// The listener program: its core module (already speaking the canonical ABI of its world's
+/// imports) with the world embedded, made a WASI p2 command component.
+fn listener_component() -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_str("listener.wit", LISTENER_WIT)
+        .expect("listener.wit parses");
+    let world = resolve
+        .select_world(&[package], Some("listener"))
+        .expect("listener.wit has the listener world");
+    let mut module = wat::parse_str(LISTENER_WAT).expect("listener.wat parses");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("the listener world embeds");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .expect("listener module for the component")
+        .validate(true)
+        .encode()
+        .expect("listener component encodes")
 }
 
 /// A core WASI p1 command module as a WASI p2 command component (through the p1 adapter).
@@ -672,6 +703,30 @@ async fn main() {
             )
             .await;
         summary.insert("wasm-probe-component", info);
+    }
+    if wanted("wasm-listener") {
+        let component = listener_component();
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": [digest(&component)],
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: component,
+            media_type: WASM_LAYER,
+            title: Some("listener-component.wasm"),
+        }];
+        let (_, _, info) = pusher
+            .artifact(
+                "wasm-listener",
+                "latest",
+                (config, WASM_CONFIG_V0),
+                &layers,
+                Some(WASM_CONFIG_V0),
+            )
+            .await;
+        summary.insert("wasm-listener", info);
     }
     // Artifacts a wasm container cannot run: no `_start`, an import no host provides, a
     // component without `wasi:cli/run`.

@@ -299,7 +299,11 @@ impl WasmHost {
             .envs(&launch.env)
             .stdout(LogOutput::new(log.clone(), LogStream::Stdout))
             .stderr(LogOutput::new(log.clone(), LogStream::Stderr))
+            // The pod's network namespace is the guest's: any address there, TCP and UDP (both
+            // are off unless allowed), and name lookups.
             .inherit_network()
+            .allow_tcp(true)
+            .allow_udp(true)
             .allow_ip_name_lookup(true);
         for preopen in &launch.preopens {
             let perms = if preopen.readonly {
