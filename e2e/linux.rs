@@ -133,38 +133,20 @@ async fn stop_sends_the_signal_then_kills_after_the_timeout() {
             "{name} started"
         );
     }
-    env_.client
-        .stop_container(StopContainerRequest {
-            container_id: polite.clone(),
-            timeout: 10,
-        })
-        .await
-        .unwrap();
+    env_.stop(&polite, 10).await;
     let status = env_.status(&polite).await;
     assert_eq!(status.exit_code, 0, "{status:?}");
     assert!(texts(&env_.log("polite"), "stdout").contains(&"got TERM".to_string()));
 
     let started = Instant::now();
-    env_.client
-        .stop_container(StopContainerRequest {
-            container_id: stubborn.clone(),
-            timeout: 1,
-        })
-        .await
-        .unwrap();
+    env_.stop(&stubborn, 1).await;
     assert!(started.elapsed() >= Duration::from_millis(900));
     let status = env_.status(&stubborn).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
 
     // Stop of an exited container and of an unknown id are success.
     for id in [stubborn.as_str(), "no-such-container"] {
-        env_.client
-            .stop_container(StopContainerRequest {
-                container_id: id.into(),
-                timeout: 0,
-            })
-            .await
-            .unwrap();
+        env_.stop(id, 0).await;
     }
 }
 
@@ -306,13 +288,7 @@ async fn exec_sync_returns_output_exit_code_and_honours_the_timeout() {
     }
     let env_vars = stdout_of(&mut env_, &id, &["sh", "-c", "echo $PATH"]).await;
     assert!(env_vars.contains("/bin"), "{env_vars}");
-    env_.client
-        .stop_container(StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 0,
-        })
-        .await
-        .unwrap();
+    env_.stop(&id, 0).await;
     let stopped = exec(&mut env_, &id, &["true"], 5).await.unwrap_err();
     assert_eq!(stopped.code(), Code::FailedPrecondition);
 }
@@ -417,21 +393,9 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     for _ in 0..2 {
-        env_.client
-            .remove_container(RemoveContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        env_.remove(&id).await;
     }
-    let e = env_
-        .client
-        .container_status(ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap_err();
+    let e = env_.status_error(&id).await;
     assert_eq!(e.code(), Code::NotFound);
     // Nothing is left of the failed creates nor of the removed container: no record, no
     // bundle, no libcontainer state, no cgroup.

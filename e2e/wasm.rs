@@ -190,13 +190,7 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
         );
     }
     let started = std::time::Instant::now();
-    env_.client
-        .stop_container(StopContainerRequest {
-            container_id: first.clone(),
-            timeout: 1,
-        })
-        .await
-        .unwrap();
+    env_.stop(&first, 1).await;
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
@@ -212,13 +206,7 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
     );
     // Stop twice, and an unknown id, are success; timeout 0 stops at once.
     for id in [first.clone(), "0".repeat(64), second.clone()] {
-        env_.client
-            .stop_container(StopContainerRequest {
-                container_id: id,
-                timeout: 0,
-            })
-            .await
-            .unwrap();
+        env_.stop(&id, 0).await;
     }
     assert_eq!(env_.status(&second).await.exit_code, 137);
 
@@ -233,13 +221,7 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
         .await
     );
     let started = std::time::Instant::now();
-    env_.client
-        .stop_container(StopContainerRequest {
-            container_id: sleepy.clone(),
-            timeout: 0,
-        })
-        .await
-        .unwrap();
+    env_.stop(&sleepy, 0).await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -536,21 +518,9 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
     assert_eq!(exec.code(), Code::Unimplemented);
     assert!(exec.message().contains("wasm"));
     for _ in 0..2 {
-        env_.client
-            .remove_container(RemoveContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        env_.remove(&id).await;
     }
-    let gone = env_
-        .client
-        .container_status(ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap_err();
+    let gone = env_.status_error(&id).await;
     assert_eq!(gone.code(), Code::NotFound);
     let gone = env_
         .client

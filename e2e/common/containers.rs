@@ -109,6 +109,38 @@ impl PodEnv {
         id
     }
 
+    /// StopContainer with `timeout` seconds.
+    pub async fn stop(&mut self, id: &str, timeout: i64) {
+        self.client
+            .stop_container(StopContainerRequest {
+                container_id: id.into(),
+                timeout,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// RemoveContainer.
+    pub async fn remove(&mut self, id: &str) {
+        self.client
+            .remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// ContainerStatus of a container that must not be found, or the like: its error.
+    pub async fn status_error(&mut self, id: &str) -> tonic::Status {
+        self.client
+            .container_status(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap_err()
+    }
+
     /// The pod monitor's own log (libcontainer's diagnostics land there), for failures.
     pub fn monitor_log(&self) -> String {
         let path = self.daemon.layout().monitor_log(&self.pod);

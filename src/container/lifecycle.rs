@@ -16,9 +16,7 @@ use crate::monitor::protocol::Request;
 use crate::runtime::wasm::launch::{ExitRecord, Preopen, WasmLaunch};
 use crate::sandbox::now_nanos;
 use crate::store::checkpoint;
-use crate::store::container::{
-    CONTAINER_CHECKPOINT_VERSION, ContainerBackend, ContainerPhase, ContainerRecord, name_key,
-};
+use crate::store::container::{ContainerBackend, ContainerPhase, ContainerRecord, name_key};
 use crate::store::sandbox::{SandboxPhase, SandboxRecord};
 
 impl ContainerManager {
@@ -120,22 +118,8 @@ impl ContainerManager {
                 },
             );
         }
-        let record = ContainerRecord {
-            version: CONTAINER_CHECKPOINT_VERSION,
-            id: id.to_string(),
-            pod_id: pod.id.clone(),
-            image_id: image.id.clone(),
-            image_ref: image.repo_digests.first().cloned().unwrap_or_default(),
-            log_path: launch.log_path.clone(),
-            bundle,
-            backend: ContainerBackend::Wasm { launch },
-            selected_by: rule.to_string(),
-            phase: ContainerPhase::Creating,
-            created_at: now_nanos(),
-            started_at: 0,
-            exit: None,
-            config,
-        };
+        let backend = ContainerBackend::Wasm { launch };
+        let record = ContainerRecord::creating(id, &pod.id, image, config, backend, bundle, rule);
         self.register(record)
     }
 
@@ -269,9 +253,11 @@ impl ContainerManager {
         let request = Request::StartContainer {
             container_id: record.id.clone(),
         };
+        // Taken before the start: a quick container's recorded finish must not precede it.
+        let started_at = now_nanos();
         self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)?;
         record.phase = ContainerPhase::Running;
-        record.started_at = now_nanos();
+        record.started_at = started_at;
         self.save_unsynced(&record)?;
         entry.replace(record);
         Ok(())

@@ -16,10 +16,7 @@ use crate::monitor::protocol::{Request, Response};
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch, parse_signal};
 use crate::runtime::linux::spec::{self as linux_spec, NamespaceSource, Namespaces, SpecInput};
 use crate::runtime::linux::user;
-use crate::sandbox::now_nanos;
-use crate::store::container::{
-    CONTAINER_CHECKPOINT_VERSION, ContainerBackend, ContainerPhase, ContainerRecord,
-};
+use crate::store::container::{ContainerBackend, ContainerPhase, ContainerRecord};
 use crate::store::layout::NamespaceKind;
 use crate::store::sandbox::SandboxRecord;
 
@@ -116,22 +113,10 @@ impl ContainerManager {
             log_path: log_path.clone(),
             exit_file: self.layout.container_exit(id),
         };
-        self.register(ContainerRecord {
-            version: CONTAINER_CHECKPOINT_VERSION,
-            id: id.to_string(),
-            pod_id: pod.id.clone(),
-            image_id: image.id.clone(),
-            image_ref: image.repo_digests.first().cloned().unwrap_or_default(),
-            log_path,
-            bundle: Some(bundle),
-            backend: ContainerBackend::Linux { launch, user },
-            selected_by: rule.to_string(),
-            phase: ContainerPhase::Creating,
-            created_at: now_nanos(),
-            started_at: 0,
-            exit: None,
-            config,
-        })
+        let bundle = Some(bundle);
+        let backend = ContainerBackend::Linux { launch, user };
+        let record = ContainerRecord::creating(id, &pod.id, image, config, backend, bundle, rule);
+        self.register(record)
     }
 
     /// ExecSync: runs `cmd` in a running Linux container (the monitor runs the helper, which

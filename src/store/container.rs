@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use cri_proto::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::image::store::ImageRecord;
 use crate::runtime::linux::launch::LinuxLaunch;
 use crate::runtime::linux::spec::ResolvedUser;
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
@@ -80,6 +81,38 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// A new record in phase Creating, created now. The log path is the backend's.
+    pub fn creating(
+        id: &str,
+        pod_id: &str,
+        image: &ImageRecord,
+        config: ContainerConfig,
+        backend: ContainerBackend,
+        bundle: Option<PathBuf>,
+        selected_by: &str,
+    ) -> ContainerRecord {
+        let log_path = match &backend {
+            ContainerBackend::Wasm { launch } => launch.log_path.clone(),
+            ContainerBackend::Linux { launch, .. } => launch.log_path.clone(),
+        };
+        ContainerRecord {
+            version: CONTAINER_CHECKPOINT_VERSION,
+            id: id.to_string(),
+            pod_id: pod_id.to_string(),
+            image_id: image.id.clone(),
+            image_ref: image.repo_digests.first().cloned().unwrap_or_default(),
+            backend,
+            selected_by: selected_by.to_string(),
+            phase: ContainerPhase::Creating,
+            created_at: crate::sandbox::now_nanos(),
+            started_at: 0,
+            log_path,
+            bundle,
+            exit: None,
+            config,
+        }
+    }
+
     /// The key that must be unique among a pod's containers: name and attempt.
     pub fn name_key(&self) -> String {
         name_key(&self.pod_id, &self.config)

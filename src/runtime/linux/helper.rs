@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -136,16 +136,11 @@ fn create(state_root: PathBuf, bundle: PathBuf, id: String) -> CreateOutcome {
             OwnedFd::from_raw_fd(CONTAINER_STDERR_FD),
         )
     };
-    let stdin = match std::fs::File::open("/dev/null") {
-        Ok(f) => OwnedFd::from(f),
-        Err(e) => return failed(format!("open /dev/null: {e}")),
-    };
-    let builder = match ContainerBuilder::new(id, SyscallType::Linux).with_root_path(&state_root) {
+    let builder = match builder(&state_root, id) {
         Ok(b) => b,
-        Err(e) => return failed(format!("state root {}: {e}", state_root.display())),
+        Err(message) => return failed(message),
     };
     let built = builder
-        .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
         .as_init(&bundle)
@@ -159,6 +154,16 @@ fn create(state_root: PathBuf, bundle: PathBuf, id: String) -> CreateOutcome {
         },
         Err(e) => failed(describe(&e)),
     }
+}
+
+/// libcontainer's builder for container `id` under `state_root`, with /dev/null for stdin (no
+/// container or exec gets a stdin yet).
+fn builder(state_root: &Path, id: String) -> Result<ContainerBuilder, String> {
+    let stdin = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
+    let builder = ContainerBuilder::new(id, SyscallType::Linux)
+        .with_root_path(state_root)
+        .map_err(|e| format!("state root {}: {e}", state_root.display()))?;
+    Ok(builder.with_stdin(OwnedFd::from(stdin)))
 }
 
 /// libcontainer's error with its sources, which hold the useful part.
@@ -190,17 +195,12 @@ fn exec(
     let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (stdio::pipe(), stdio::pipe()) else {
         return failed("cannot create the exec's output pipes".into());
     };
-    let stdin = match std::fs::File::open("/dev/null") {
-        Ok(f) => OwnedFd::from(f),
-        Err(e) => return failed(format!("open /dev/null: {e}")),
-    };
-    let builder = match ContainerBuilder::new(id, SyscallType::Linux).with_root_path(&state_root) {
+    let builder = match builder(&state_root, id) {
         Ok(b) => b,
-        Err(e) => return failed(format!("state root {}: {e}", state_root.display())),
+        Err(message) => return failed(message),
     };
     let started = Instant::now();
     let pid = builder
-        .with_stdin(stdin)
         .with_stdout(out_w)
         .with_stderr(err_w)
         .as_tenant()
