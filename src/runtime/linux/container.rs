@@ -65,15 +65,18 @@ impl LinuxContainer {
             .stdout
             .take()
             .map(|out| BufReader::new(out).read_line(&mut line));
-        if let Ok(CreateOutcome::Created { pid }) = serde_json::from_str(&line) {
-            orphans.claim(pid);
+        // Claimed before the helper is waited for: once it exits the init is the monitor's
+        // child, and the orphan reaper must leave it to the container's own thread.
+        let outcome = serde_json::from_str::<CreateOutcome>(&line);
+        if let Ok(CreateOutcome::Created { pid }) = &outcome {
+            orphans.claim(*pid);
         }
         let _ = child.wait();
         orphans.release(child.id() as i32);
         if let Some(Err(e)) = read {
             return Err(host("read the helper's answer", e));
         }
-        let pid = match serde_json::from_str::<CreateOutcome>(&line) {
+        let pid = match outcome {
             Ok(CreateOutcome::Created { pid }) => pid,
             Ok(CreateOutcome::Failed { message }) => return Err(create_failure(message)),
             Err(e) => {
@@ -83,8 +86,8 @@ impl LinuxContainer {
                 )));
             }
         };
-        // The init is our child now (the helper exited; we are a subreaper) and cannot be
-        // reaped by anyone else, so the pid still names it even if it already exited.
+        // The init is our child now (the helper exited; we are a subreaper) and only its own
+        // thread reaps it, so the pid still names it even if it already exited.
         let init = Pidfd::open(pid).map_err(|e| host(&format!("pidfd of init {pid}"), e))?;
         let pipes = OutputPipes {
             stdout: out_r,
