@@ -109,6 +109,69 @@ fn write(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os::mount::FakeMounter;
+    use crate::store::sandbox::PodNamespaces;
+
+    fn pod(namespaces: PodNamespaces) -> SandboxRecord {
+        let config = cri_proto::PodSandboxConfig {
+            hostname: "web-0".into(),
+            dns_config: Some(DnsConfig {
+                servers: vec!["10.96.0.10".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut record = SandboxRecord::new(
+            "p1".into(),
+            config,
+            String::new(),
+            namespaces,
+            "/c".into(),
+            1,
+        );
+        record.pod_ips = vec!["10.88.0.7".into()];
+        record
+    }
+
+    #[test]
+    fn files_are_made_once_and_shm_is_mounted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("root"), dir.path().join("state"));
+        let mounts = FakeMounter::default();
+        let own = PodNamespaces {
+            net: true,
+            ipc: true,
+            uts: true,
+            pid: false,
+        };
+        let record = pod(own);
+        let files = ensure(&layout, &mounts, &record).unwrap();
+        assert_eq!(std::fs::read_to_string(&files.hostname).unwrap(), "web-0\n");
+        assert!(
+            std::fs::read_to_string(&files.hosts)
+                .unwrap()
+                .ends_with("10.88.0.7\tweb-0\n")
+        );
+        assert_eq!(
+            std::fs::read_to_string(&files.resolv_conf).unwrap(),
+            "nameserver 10.96.0.10\n"
+        );
+        assert_eq!(files.shm.as_deref(), Some(layout.pod_shm("p1").as_path()));
+        assert_eq!(ensure(&layout, &mounts, &record).unwrap(), files);
+        assert_eq!(
+            mounts.targets(),
+            [layout.pod_shm("p1")],
+            "one tmpfs, mounted once"
+        );
+
+        // A pod on the host's IPC namespace uses the host's /dev/shm; nothing is mounted.
+        let host_ipc = pod(PodNamespaces { ipc: false, ..own });
+        let mounts = FakeMounter::default();
+        let other = Layout::new(dir.path().join("root2"), dir.path().join("state2"));
+        let files = ensure(&other, &mounts, &host_ipc).unwrap();
+        assert_eq!(files.shm.as_deref(), Some(Path::new("/dev/shm")));
+        assert!(mounts.targets().is_empty());
+    }
 
     #[test]
     fn hosts_lists_localhost_then_the_pod_ips() {
