@@ -1,9 +1,9 @@
 //! Containers: the domain logic behind CreateContainer, StartContainer, StopContainer,
 //! RemoveContainer, ContainerStatus, ListContainers and ReopenContainerLog, and the cascade
 //! from StopPodSandbox and RemovePodSandbox. Containers run inside their pod's monitor (wasm
-//! instances, and Linux containers as its children); this side keeps the records, checkpoints them, and asks the monitor through the
-//! [`MonitorClient`] trait. Everything here is synchronous: the gRPC layer runs it on
-//! blocking threads.
+//! instances, and Linux containers as its children); this side keeps the records, checkpoints
+//! them, and asks the monitor through the [`MonitorClient`] trait. Everything here is
+//! synchronous: the gRPC layer runs it on blocking threads.
 
 mod lifecycle;
 pub mod linux;
