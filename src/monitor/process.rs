@@ -219,7 +219,15 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 };
                 let _ = respond(&stream, &pong);
             }
-            // Container requests may wait (a stop's grace period): each gets a thread.
+            // Creating a wasm container, starting one and reopening a log take a moment: they
+            // are answered here, which spares a thread per request on the create+start path.
+            request @ (Request::CreateWasm { .. }
+            | Request::StartContainer { .. }
+            | Request::ReopenLog { .. }) => {
+                let _ = respond(&stream, &answer(containers, request));
+            }
+            // The others may wait (a stop's grace period, the helper, an exec): each gets a
+            // thread.
             request => {
                 let containers = containers.clone();
                 let spawned = std::thread::Builder::new()
