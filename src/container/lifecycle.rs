@@ -144,7 +144,7 @@ impl ContainerManager {
 
     fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
         // The Creating marker lets recovery undo a create that a daemon crash cut short.
-        if let Err(e) = self.save_unsynced(&record) {
+        if let Err(e) = self.save(&record) {
             self.undo_create(&record);
             return Err(e);
         }
@@ -159,7 +159,7 @@ impl ContainerManager {
         let created = self.ask(&record.pod_id, &request, MONITOR_TIMEOUT);
         let saved = created.and_then(|()| {
             record.phase = ContainerPhase::Created;
-            self.save_unsynced(&record)
+            self.save(&record)
         });
         if let Err(e) = saved {
             self.undo_create(&record);
@@ -258,7 +258,7 @@ impl ContainerManager {
         self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)?;
         record.phase = ContainerPhase::Running;
         record.started_at = started_at;
-        self.save_unsynced(&record)?;
+        self.save(&record)?;
         entry.replace(record);
         Ok(())
     }

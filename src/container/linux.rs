@@ -201,7 +201,7 @@ impl ContainerManager {
             .linux
             .get_or_insert_with(Default::default)
             .resources = Some(resources);
-        self.save_unsynced(&record)?;
+        self.save(&record)?;
         entry.replace(record);
         Ok(())
     }
