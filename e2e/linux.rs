@@ -437,15 +437,8 @@ async fn containers_outlive_a_daemon_kill_and_exits_meanwhile_are_recorded() {
             .is_empty())
         .await
     );
-    env_.daemon.kill9();
-    let during = log_lines(&ticks).len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        log_lines(&ticks).len() > during,
-        "it keeps logging while the daemon is down"
-    );
-    env_.daemon.spawn().await;
-    env_.client = env_.daemon.runtime().await;
+    env_.kill_daemon_while_logging(&ticks, Duration::from_millis(1500))
+        .await;
     let status = env_.status(&ticker).await;
     assert_eq!(status.state, ContainerState::ContainerRunning as i32);
     let status = env_.exited(&quitter).await;

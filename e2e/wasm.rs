@@ -542,15 +542,8 @@ async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
             .is_empty())
         .await
     );
-    env_.daemon.kill9();
-    let during = log_lines(&logs).len();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
-        log_lines(&logs).len() > during,
-        "it keeps logging while the daemon is down"
-    );
-    env_.daemon.spawn().await;
-    env_.client = env_.daemon.runtime().await;
+    env_.kill_daemon_while_logging(&logs, Duration::from_millis(400))
+        .await;
     let status = env_.exited(&id).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (7, "Error"));
     assert_eq!(log_lines(&logs).len(), 20);

@@ -141,6 +141,21 @@ impl PodEnv {
             .unwrap_err()
     }
 
+    /// `kill -9`s the daemon, checks that the CRI log `log` keeps growing for `down` while it
+    /// is gone, then starts it again and reconnects.
+    pub async fn kill_daemon_while_logging(&mut self, log: &Path, down: Duration) {
+        self.daemon.kill9();
+        let during = log_lines(log).len();
+        tokio::time::sleep(down).await;
+        assert!(
+            log_lines(log).len() > during,
+            "{} keeps growing while the daemon is down",
+            log.display()
+        );
+        self.daemon.spawn().await;
+        self.client = self.daemon.runtime().await;
+    }
+
     /// The pod monitor's own log (libcontainer's diagnostics land there), for failures.
     pub fn monitor_log(&self) -> String {
         let path = self.daemon.layout().monitor_log(&self.pod);

@@ -300,6 +300,36 @@ impl Pusher {
     }
 
     /// Pushes an image or artifact with a config of any media type.
+    /// Pushes a WASI p2 component as a one-layer wasm artifact `name:latest`.
+    async fn component(
+        &self,
+        name: &str,
+        title: &'static str,
+        component: Vec<u8>,
+    ) -> serde_json::Value {
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": [digest(&component)],
+        }))
+        .expect("config JSON");
+        let layers = vec![Layer {
+            tar: component,
+            media_type: WASM_LAYER,
+            title: Some(title),
+        }];
+        let (_, _, info) = self
+            .artifact(
+                name,
+                "latest",
+                (config, WASM_CONFIG_V0),
+                &layers,
+                Some(WASM_CONFIG_V0),
+            )
+            .await;
+        info
+    }
+
     async fn artifact(
         &self,
         name: &str,
@@ -680,53 +710,22 @@ async fn main() {
             .await;
         summary.insert("wasm-probe-platform", info);
     }
-    if wanted("wasm-probe-component") {
-        let component = component_of(&probe_module());
-        let config = serde_json::to_vec(&json!({
-            "architecture": "wasm",
-            "os": "wasip2",
-            "layerDigests": [digest(&component)],
-        }))
-        .expect("config JSON");
-        let layers = vec![Layer {
-            tar: component,
-            media_type: WASM_LAYER,
-            title: Some("probe-component.wasm"),
-        }];
-        let (_, _, info) = pusher
-            .artifact(
-                "wasm-probe-component",
-                "latest",
-                (config, WASM_CONFIG_V0),
-                &layers,
-                Some(WASM_CONFIG_V0),
-            )
-            .await;
-        summary.insert("wasm-probe-component", info);
-    }
-    if wanted("wasm-listener") {
-        let component = listener_component();
-        let config = serde_json::to_vec(&json!({
-            "architecture": "wasm",
-            "os": "wasip2",
-            "layerDigests": [digest(&component)],
-        }))
-        .expect("config JSON");
-        let layers = vec![Layer {
-            tar: component,
-            media_type: WASM_LAYER,
-            title: Some("listener-component.wasm"),
-        }];
-        let (_, _, info) = pusher
-            .artifact(
-                "wasm-listener",
-                "latest",
-                (config, WASM_CONFIG_V0),
-                &layers,
-                Some(WASM_CONFIG_V0),
-            )
-            .await;
-        summary.insert("wasm-listener", info);
+    for (name, title, build) in [
+        (
+            "wasm-probe-component",
+            "probe-component.wasm",
+            (|| component_of(&probe_module())) as fn() -> Vec<u8>,
+        ),
+        (
+            "wasm-listener",
+            "listener-component.wasm",
+            listener_component,
+        ),
+    ] {
+        if wanted(name) {
+            let info = pusher.component(name, title, build()).await;
+            summary.insert(name, info);
+        }
     }
     // Artifacts a wasm container cannot run: no `_start`, an import no host provides, a
     // component without `wasi:cli/run`.
