@@ -126,12 +126,7 @@ async fn stop_sends_the_signal_then_kills_after_the_timeout() {
     let logs = env_.logs.clone();
     for name in ["polite", "stubborn"] {
         let path = logs.join(name).join("0.log");
-        assert!(
-            eventually(Duration::from_secs(10), async || !log_lines(&path)
-                .is_empty())
-            .await,
-            "{name} started"
-        );
+        wait_for_log(&path).await;
     }
     env_.stop(&polite, 10).await;
     let status = env_.status(&polite).await;
@@ -432,11 +427,7 @@ async fn containers_outlive_a_daemon_kill_and_exits_meanwhile_are_recorded() {
         .run(shell(&env_, "quitter", "echo bye; sleep 1; exit 5"))
         .await;
     let ticks = env_.logs.join("ticker/0.log");
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&ticks)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&ticks).await;
     env_.kill_daemon_while_logging(&ticks, Duration::from_millis(1500))
         .await;
     let status = env_.status(&ticker).await;
@@ -499,11 +490,7 @@ async fn reopen_log_moves_output_to_a_new_file() {
         ))
         .await;
     let path = env_.logs.join("rot/0.log");
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&path)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&path).await;
     let rotated = env_.logs.join("rot/0.log.1");
     std::fs::rename(&path, &rotated).unwrap();
     env_.client
@@ -512,11 +499,7 @@ async fn reopen_log_moves_output_to_a_new_file() {
         })
         .await
         .unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&path)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&path).await;
     assert!(!log_lines(&rotated).is_empty());
 }
 
@@ -698,11 +681,7 @@ async fn orphans_in_a_shared_pid_namespace_are_reaped() {
         ))
         .await;
     let logs = env_.logs.join("parent/0.log");
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&logs)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&logs).await;
     let monitor = monitor_pid(&pod_status(&mut env_.client, &env_.pod).await);
     let children = || {
         std::fs::read_dir(format!("/proc/{monitor}/task"))

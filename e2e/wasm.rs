@@ -182,12 +182,7 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
     // Output reaches the log while the guest runs, not at its exit.
     for name in ["loop1", "loop2"] {
         let logs = env_.logs.join(name).join("0.log");
-        assert!(
-            eventually(Duration::from_secs(10), async || !log_lines(&logs)
-                .is_empty())
-            .await,
-            "{name} logged"
-        );
+        wait_for_log(&logs).await;
     }
     let started = std::time::Instant::now();
     env_.stop(&first, 1).await;
@@ -215,11 +210,7 @@ async fn memory_limits_and_stops_interrupt_only_their_own_container() {
         .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
         .await;
     let logs = env_.logs.join("sleepy/0.log");
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&logs)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&logs).await;
     let started = std::time::Instant::now();
     env_.stop(&sleepy, 0).await;
     assert!(
@@ -288,11 +279,7 @@ async fn mounts_readonly_components_and_reopened_logs() {
         .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
         .await;
     let logs = env_.logs.join("sleepy/0.log");
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&logs)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&logs).await;
     std::fs::rename(&logs, env_.logs.join("sleepy/0.log.1")).unwrap();
     env_.client
         .reopen_container_log(ReopenContainerLogRequest {
@@ -537,11 +524,7 @@ async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
         .run(env_.container("wasm-probe", "sleepy", &["sleepy"]))
         .await;
     let logs = env_.logs.join("sleepy/0.log");
-    assert!(
-        eventually(Duration::from_secs(10), async || !log_lines(&logs)
-            .is_empty())
-        .await
-    );
+    wait_for_log(&logs).await;
     env_.kill_daemon_while_logging(&logs, Duration::from_millis(400))
         .await;
     let status = env_.exited(&id).await;

@@ -252,6 +252,17 @@ pub fn line(stream: &str, tag: &str, text: &str) -> (String, String, String) {
     (stream.into(), tag.into(), text.into())
 }
 
+/// Waits (up to 10 s) until the CRI log file `path` has a line; panics naming it otherwise.
+pub async fn wait_for_log(path: &Path) {
+    assert!(
+        super::eventually(Duration::from_secs(10), async || !log_lines(path)
+            .is_empty())
+        .await,
+        "nothing was logged to {} within 10 s",
+        path.display()
+    );
+}
+
 /// CRI environment variables from pairs.
 pub fn env(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
     pairs
