@@ -379,13 +379,7 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
     let id = env_.run(shell(&env_, "dup", "sleep 1000")).await;
     let e = env_.create(shell(&env_, "dup", "true")).await.unwrap_err();
     assert_eq!(e.code(), Code::AlreadyExists);
-    let e = env_
-        .client
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap_err();
+    let e = env_.start_error(&id).await;
     assert_eq!(e.code(), Code::FailedPrecondition);
     for _ in 0..2 {
         env_.remove(&id).await;
@@ -452,22 +446,12 @@ async fn containers_outlive_a_daemon_kill_and_exits_meanwhile_are_recorded() {
 
     // The pod's stop ends its containers; its removal removes them and their cgroups.
     let pod = env_.pod.clone();
-    env_.client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut env_.client, &pod).await;
     assert_eq!(
         env_.status(&ticker).await.state,
         ContainerState::ContainerExited as i32
     );
-    env_.client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut env_.client, &pod).await;
     for id in [&ticker, &quitter] {
         for mount in cgroup_mounts() {
             let dir = mount

@@ -424,21 +424,11 @@ async fn pods_get_ips_reach_each_other_and_publish_host_ports() {
     );
 
     // Stop releases the IP and the port mapping; the other pod keeps its IP.
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: server.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut client, &server).await;
     assert_eq!(net.allocated_ips(), vec![client_ip.clone()]);
     assert!(!nat_rules().contains(&server), "portmap's rules are gone");
     for id in [&server, &client_pod] {
-        client
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        remove_pod(&mut client, id).await;
     }
     assert!(net.allocated_ips().is_empty());
     assert!(net.bridge_ports().is_empty(), "{:?}", net.bridge_ports());
@@ -458,18 +448,8 @@ async fn fifty_pods_stopped_and_removed_leak_no_veth_netns_or_ip() {
     assert_eq!(net.allocated_ips().len(), 50);
     assert_eq!(net.bridge_ports().len(), 50);
     for id in &ids {
-        client
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
-        client
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        stop_pod(&mut client, id).await;
+        remove_pod(&mut client, id).await;
     }
     assert!(net.allocated_ips().is_empty(), "{:?}", net.allocated_ips());
     assert!(net.bridge_ports().is_empty(), "{:?}", net.bridge_ports());
@@ -631,10 +611,7 @@ async fn bad_configs_and_failing_plugins_fail_run_pod_sandbox_and_leave_nothing(
             .0
             .starts_with(&net.prefix)
     );
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
     assert!(net.allocated_ips().is_empty());
 }
 
@@ -652,10 +629,7 @@ async fn host_network_pods_skip_cni() {
     );
     let id = run_pod(&mut client, config).await;
     assert_eq!(pod_ips(&pod_status(&mut client, &id).await).0, "");
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
 }
 
 #[tokio::test]
@@ -682,10 +656,7 @@ async fn a_restarted_daemon_checks_and_later_releases_the_network() {
         "{}",
         daemon.log()
     );
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
     assert!(net.allocated_ips().is_empty());
     assert!(net.bridge_ports().is_empty());
 }

@@ -143,48 +143,18 @@ async fn sandbox_lifecycle_with_real_namespaces() {
         "{cgroup}"
     );
 
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut client, &id).await;
     let status = pod_status(&mut client, &id).await;
     assert_eq!(state_of(&status), PodSandboxState::SandboxNotready);
     assert!(!process_alive(pid), "the monitor is gone after Stop");
     assert!(!is_mounted(&net), "the pins are gone after Stop");
     // Stop twice, and Stop/Remove of unknown ids, are success.
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut client, &id).await;
+    remove_pod(&mut client, &id).await;
+    remove_pod(&mut client, &id).await;
     let unknown = "f".repeat(64);
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: unknown.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: unknown,
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut client, &unknown).await;
+    remove_pod(&mut client, &unknown).await;
 
     let gone = client
         .pod_sandbox_status(PodSandboxStatusRequest {
@@ -213,12 +183,7 @@ async fn remove_of_a_running_pod_stops_it_first() {
     let mut client = daemon.runtime().await;
     let id = run_pod(&mut client, pod_config("busy", &[])).await;
     let pid = monitor_pid(&pod_status(&mut client, &id).await);
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
     assert!(!process_alive(pid));
     assert!(!is_mounted(
         &daemon
@@ -277,12 +242,7 @@ async fn host_namespaces_and_a_shared_pid_namespace() {
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert_eq!(nspid.split_whitespace().last(), Some("1"), "{nspid}");
 
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
     assert!(!process_alive(pid));
     assert!(!is_mounted(&layout.namespace_pin(&id, NamespaceKind::Pid)));
 }
@@ -302,12 +262,7 @@ async fn list_filters_by_id_prefix_state_and_labels() {
     )
     .await;
     let c = run_pod(&mut client, pod_config("c", &[("app", "db")])).await;
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: b.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut client, &b).await;
 
     let mut list = async |filter: PodSandboxFilter| -> Vec<String> {
         let mut ids: Vec<String> = client
@@ -405,10 +360,7 @@ async fn list_filters_by_id_prefix_state_and_labels() {
     );
 
     for id in [a, b, c] {
-        client
-            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
+        remove_pod(&mut client, &id).await;
     }
 }
 
@@ -431,18 +383,10 @@ async fn same_pod_metadata_twice_is_already_exists() {
     retry.metadata.as_mut().unwrap().attempt = 1;
     let second = run_pod(&mut client, retry).await;
     // Once the first is removed, its name is free again.
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: first,
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &first).await;
     let third = run_pod(&mut client, pod_config("dup", &[])).await;
     for id in [second, third] {
-        client
-            .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
+        remove_pod(&mut client, &id).await;
     }
 }
 
@@ -566,12 +510,7 @@ async fn kill_9_of_the_daemon_loses_nothing() {
     let running = run_pod(&mut client, pod_config("running", &[("k", "v")])).await;
     let stopped = run_pod(&mut client, pod_config("stopped", &[])).await;
     let dies = run_pod(&mut client, pod_config("dies", &[])).await;
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: stopped.clone(),
-        })
-        .await
-        .unwrap();
+    stop_pod(&mut client, &stopped).await;
     let before = client
         .list_pod_sandbox(ListPodSandboxRequest::default())
         .await
@@ -648,12 +587,7 @@ async fn kill_9_of_the_daemon_loses_nothing() {
     assert!(noticed, "a monitor that dies is reported NOTREADY");
 
     for id in [running, stopped, dies] {
-        client
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
+        remove_pod(&mut client, &id).await;
         assert!(!is_mounted(
             &daemon.layout().namespace_pin(&id, NamespaceKind::Net)
         ));
@@ -680,10 +614,7 @@ async fn sigterm_exits_cleanly_and_leaves_pods_running() {
         state_of(&pod_status(&mut client, &id).await),
         PodSandboxState::SandboxReady
     );
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
 }
 
 #[tokio::test]
@@ -712,12 +643,7 @@ async fn corrupt_checkpoints_are_skipped_at_recovery() {
         daemon.log().contains("skipping sandbox checkpoint"),
         "the corrupt file is reported"
     );
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: good,
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &good).await;
 }
 
 #[tokio::test]
@@ -832,10 +758,7 @@ async fn cgroup_parent_from_the_pod_config_and_json_logs() {
         cgroups.contains(&format!("{parent}/crishim-{id}")),
         "{cgroups}"
     );
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .unwrap();
+    remove_pod(&mut client, &id).await;
     for mount in cgroup_mounts() {
         let _ = std::fs::remove_dir(mount.join(parent.trim_start_matches('/')));
     }

@@ -122,12 +122,7 @@ async fn a_module_runs_with_argv_env_logs_and_exit_codes() {
     assert!(other_pod.is_empty());
 
     // RemovePodSandbox removes the containers; their logs stay.
-    env_.client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: env_.pod.clone(),
-        })
-        .await
-        .unwrap();
+    remove_pod(&mut env_.client, &env_.pod).await;
     assert!(list(ContainerFilter::default()).await.is_empty());
     assert!(env_.logs.join("hello/0.log").exists());
     assert_eq!(
@@ -485,13 +480,7 @@ async fn bad_input_gets_clear_errors_and_leaves_nothing() {
         .await
         .unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists);
-    let again = env_
-        .client
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap_err();
+    let again = env_.start_error(&id).await;
     assert_eq!(again.code(), Code::FailedPrecondition);
     let exec = env_
         .client

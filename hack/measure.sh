@@ -41,14 +41,21 @@ monitors_pss() {
   echo "monitors: $n, PSS total ${total} KiB, per pod $((total / (n > 0 ? n : 1))) KiB"
 }
 echo "== memory"
+# Holds $pods pods of a scenario (its extra arguments after the label) for 5 s and reads the
+# daemon's RSS and the monitors' PSS meanwhile.
+hold_and_measure() {
+  local label=$1; shift
+  rm -f "$dir/ready"
+  $bench --endpoint "$endpoint" -n "$pods" -c 2 --ready-file "$dir/ready" --hold-secs 5 "$@" >"$dir/idle.txt" &
+  local bench_pid=$!
+  for _ in $(seq 2400); do [ -f "$dir/ready" ] && break; sleep 0.05; done
+  sleep 1
+  echo "daemon RSS with $(cat "$dir/ready") $label: $(rss "$daemon") KiB"
+  monitors_pss
+  wait "$bench_pid"
+}
 echo "daemon RSS idle: $(rss "$daemon") KiB"
-$bench --endpoint "$endpoint" --scenario idle-pods -n "$pods" -c 2 --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle.txt" &
-bench_pid=$!
-for _ in $(seq 600); do [ -f "$dir/ready" ] && break; sleep 0.05; done
-sleep 1
-echo "daemon RSS with $(cat "$dir/ready") pods: $(rss "$daemon") KiB"
-monitors_pss
-wait "$bench_pid"
+hold_and_measure "pods" --scenario idle-pods
 
 echo "== wasm containers (the probe module from hack/testimages/wat/probe.wat)"
 registry=$(bash hack/registry.sh start "$dir/registry" 0)
@@ -60,15 +67,7 @@ $bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 1000 
 echo "-- pod creation to the module's exit, concurrency 1"
 $bench --endpoint "$endpoint" --scenario pod-to-exit --image "$probe" -n 100 -c 1
 echo "-- $pods idle wasm pods (a guest sleeping in poll_oneoff)"
-rm -f "$dir/ready"
-$bench --endpoint "$endpoint" --scenario idle-container-pods --image "$probe" --arg idle -n "$pods" -c 2 \
-  --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle-wasm.txt" &
-bench_pid=$!
-for _ in $(seq 1200); do [ -f "$dir/ready" ] && break; sleep 0.05; done
-sleep 1
-echo "daemon RSS with $(cat "$dir/ready") wasm pods: $(rss "$daemon") KiB"
-monitors_pss
-wait "$bench_pid"
+hold_and_measure "wasm pods" --scenario idle-container-pods --image "$probe" --arg idle
 
 echo "== Linux containers (busybox from Debian's busybox-static)"
 target/release/crishim-testimages --registry "$registry" --image busybox >/dev/null
@@ -79,15 +78,8 @@ echo "-- run to completion of \`true\`, concurrency 1 and 4"
 $bench --endpoint "$endpoint" --scenario container-run --image "$busybox" --command true -n 100 -c 1
 $bench --endpoint "$endpoint" --scenario container-run --image "$busybox" --command true -n 200 -c 4
 echo "-- $pods pods with a running \`sleep\` container"
-rm -f "$dir/ready"
-$bench --endpoint "$endpoint" --scenario idle-container-pods --image "$busybox" --command sleep --arg 100000 -n "$pods" -c 2 \
-  --ready-file "$dir/ready" --hold-secs 5 >"$dir/idle-linux.txt" &
-bench_pid=$!
-for _ in $(seq 2400); do [ -f "$dir/ready" ] && break; sleep 0.05; done
-sleep 1
-echo "daemon RSS with $(cat "$dir/ready") pods running a Linux container: $(rss "$daemon") KiB"
-monitors_pss
-wait "$bench_pid"
+hold_and_measure "pods running a Linux container" --scenario idle-container-pods --image "$busybox" \
+  --command sleep --arg 100000
 
 echo "== sandbox lifecycle with bridge CNI (bridge + host-local + portmap + loopback), concurrency 1"
 mkdir -p "$dir/net.d"

@@ -423,19 +423,7 @@ async fn main() -> ExitCode {
                 }
             })
             .await;
-            if let Some(file) = &args.ready_file {
-                let _ = std::fs::write(file, format!("{}\n", ids.lock().await.len()));
-            }
-            eprintln!(
-                "crishim-bench: {} pods running; holding them {}s",
-                ids.lock().await.len(),
-                args.hold_secs
-            );
-            tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
-            let mut client = RuntimeServiceClient::new(channel);
-            for id in ids.lock().await.iter() {
-                stop_and_remove(&mut client, &rec, id).await;
-            }
+            hold_then_remove(&args, channel, &rec, &ids.lock().await, "pods running").await;
             wall
         }
         Scenario::ContainerRun
@@ -447,11 +435,10 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             match args.scenario {
-                Scenario::ContainerRun => container_run(&args, channel, rec.clone(), run_id).await,
-                Scenario::PodToExit => pod_to_exit(&args, channel, rec.clone(), run_id).await,
-                Scenario::ContainerLifecycle => {
-                    container_lifecycle(&args, channel, rec.clone(), run_id).await
+                Scenario::ContainerRun | Scenario::ContainerLifecycle => {
+                    containers_in_one_pod(&args, channel, rec.clone(), run_id).await
                 }
+                Scenario::PodToExit => pod_to_exit(&args, channel, rec.clone(), run_id).await,
                 _ => idle_container_pods(&args, channel, rec.clone(), run_id).await,
             }
         }
@@ -514,36 +501,9 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn container_run(args: &Args, channel: Channel, rec: Arc<Recorder>, run_id: u32) -> Duration {
-    let mut client = RuntimeServiceClient::new(channel.clone());
-    let Some(pod) = run_pod(&mut client, &rec, args, run_id, 0).await else {
-        return Duration::ZERO;
-    };
-    let (rec2, args2, pod2) = (rec.clone(), args.clone(), pod.clone());
-    let wall = drive(args, channel, move |mut client, i| {
-        let (rec, args, pod) = (rec2.clone(), args2.clone(), pod2.clone());
-        async move {
-            let started = Instant::now();
-            let name = format!("bench-{i}");
-            let Some(id) = start_container(&mut client, &rec, &args, &pod, name).await else {
-                return;
-            };
-            if !wait_exited(&mut client, &id).await {
-                rec.fail(format!("container {id} did not exit")).await;
-                return;
-            }
-            rec.record("RunToExit", started.elapsed()).await;
-            let remove = RemoveContainerRequest { container_id: id };
-            rec.time("RemoveContainer", client.remove_container(remove))
-                .await;
-        }
-    })
-    .await;
-    stop_and_remove(&mut client, &rec, &pod).await;
-    wall
-}
-
-async fn container_lifecycle(
+/// `container-run` and `container-lifecycle`: `--count` containers in one pod; each is run to
+/// its exit (RunToExit recorded), or stopped, then removed.
+async fn containers_in_one_pod(
     args: &Args,
     channel: Channel,
     rec: Arc<Recorder>,
@@ -557,15 +517,23 @@ async fn container_lifecycle(
     let wall = drive(args, channel, move |mut client, i| {
         let (rec, args, pod) = (rec2.clone(), args2.clone(), pod2.clone());
         async move {
+            let started = Instant::now();
             let name = format!("bench-{i}");
             let Some(id) = start_container(&mut client, &rec, &args, &pod, name).await else {
                 return;
             };
-            let stop = StopContainerRequest {
-                container_id: id.clone(),
-                timeout: args.stop_timeout,
-            };
-            rec.time("StopContainer", client.stop_container(stop)).await;
+            if matches!(args.scenario, Scenario::ContainerLifecycle) {
+                let stop = StopContainerRequest {
+                    container_id: id.clone(),
+                    timeout: args.stop_timeout,
+                };
+                rec.time("StopContainer", client.stop_container(stop)).await;
+            } else if wait_exited(&mut client, &id).await {
+                rec.record("RunToExit", started.elapsed()).await;
+            } else {
+                rec.fail(format!("container {id} did not exit")).await;
+                return;
+            }
             let remove = RemoveContainerRequest { container_id: id };
             rec.time("RemoveContainer", client.remove_container(remove))
                 .await;
@@ -623,20 +591,33 @@ async fn idle_container_pods(
         }
     })
     .await;
+    let pods = pods.lock().await;
+    hold_then_remove(args, channel, &rec, &pods, "pods with a running container").await;
+    wall
+}
+
+/// Writes the ready file (the number of `pods`), holds the pods `--hold-secs` (memory is
+/// measured meanwhile), then stops and removes them.
+async fn hold_then_remove(
+    args: &Args,
+    channel: Channel,
+    rec: &Recorder,
+    pods: &[String],
+    what: &str,
+) {
     if let Some(file) = &args.ready_file {
-        let _ = std::fs::write(file, format!("{}\n", pods.lock().await.len()));
+        let _ = std::fs::write(file, format!("{}\n", pods.len()));
     }
     eprintln!(
-        "crishim-bench: {} pods with a running container; holding them {}s",
-        pods.lock().await.len(),
+        "crishim-bench: {} {what}; holding them {}s",
+        pods.len(),
         args.hold_secs
     );
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     let mut client = RuntimeServiceClient::new(channel);
-    for pod in pods.lock().await.iter() {
-        stop_and_remove(&mut client, &rec, pod).await;
+    for pod in pods {
+        stop_and_remove(&mut client, rec, pod).await;
     }
-    wall
 }
 
 fn print_table(report: &Report) {

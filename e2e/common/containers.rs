@@ -99,6 +99,16 @@ impl PodEnv {
             .unwrap();
     }
 
+    /// StartContainer that must fail: its error.
+    pub async fn start_error(&mut self, id: &str) -> tonic::Status {
+        self.client
+            .start_container(StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .unwrap_err()
+    }
+
     /// Creates and starts; returns the id.
     pub async fn run(&mut self, config: ContainerConfig) -> String {
         let id = match self.create(config).await {

@@ -370,6 +370,27 @@ pub fn with_namespaces(
     config
 }
 
+/// StopPodSandbox, which must succeed.
+pub async fn stop_pod(client: &mut RuntimeServiceClient<Channel>, id: &str) {
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+        .expect("StopPodSandbox");
+}
+
+/// RemovePodSandbox, which must succeed.
+pub async fn remove_pod(client: &mut RuntimeServiceClient<Channel>, id: &str) {
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
+/// RunPodSandbox with the default handler, which must succeed; returns the pod id.
 pub async fn run_pod(
     client: &mut RuntimeServiceClient<Channel>,
     config: PodSandboxConfig,

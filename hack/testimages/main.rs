@@ -300,6 +300,25 @@ impl Pusher {
     }
 
     /// Pushes an image or artifact with a config of any media type.
+    /// Pushes `name:latest`, a `wasi/wasm` platform image of one tar layer whose entrypoint is
+    /// the wasm file `entrypoint`.
+    async fn wasi_image(&self, name: &str, tar: &mut Tar, entrypoint: &str) -> serde_json::Value {
+        let layers = vec![Layer {
+            tar: tar.finish(),
+            media_type: GZIP_LAYER,
+            title: None,
+        }];
+        let config = serde_json::to_vec(&json!({
+            "architecture": "wasm",
+            "os": "wasi",
+            "config": { "Entrypoint": [entrypoint] },
+            "rootfs": { "type": "layers", "diff_ids": [digest(&layers[0].tar)] },
+        }))
+        .expect("config JSON");
+        let (_, _, info) = self.image(name, "latest", config, &layers).await;
+        info
+    }
+
     /// Pushes a WASI p2 component as a one-layer wasm artifact `name:latest`.
     async fn component(
         &self,
@@ -613,20 +632,8 @@ async fn main() {
     if wanted("wasm-platform") {
         let mut tar = Tar::default();
         tar.file("hello.wasm", 0o755, &hello_module());
-        let layers = vec![Layer {
-            tar: tar.finish(),
-            media_type: GZIP_LAYER,
-            title: None,
-        }];
-        let config = serde_json::to_vec(&json!({
-            "architecture": "wasm",
-            "os": "wasi",
-            "config": { "Entrypoint": ["/hello.wasm"] },
-            "rootfs": { "type": "layers", "diff_ids": [digest(&layers[0].tar)] },
-        }))
-        .expect("config JSON");
-        let (_, _, info) = pusher
-            .image("wasm-platform", "latest", config, &layers)
+        let info = pusher
+            .wasi_image("wasm-platform", &mut tar, "/hello.wasm")
             .await;
         summary.insert("wasm-platform", info);
     }
@@ -693,20 +700,8 @@ async fn main() {
         tar.file("probe.wasm", 0o755, &probe_module())
             .dir("etc/", 0o755, 0)
             .file("etc/greeting", 0o644, b"hello from the image\n");
-        let layers = vec![Layer {
-            tar: tar.finish(),
-            media_type: GZIP_LAYER,
-            title: None,
-        }];
-        let config = serde_json::to_vec(&json!({
-            "architecture": "wasm",
-            "os": "wasi",
-            "config": { "Entrypoint": ["/probe.wasm"] },
-            "rootfs": { "type": "layers", "diff_ids": [digest(&layers[0].tar)] },
-        }))
-        .expect("config JSON");
-        let (_, _, info) = pusher
-            .image("wasm-probe-platform", "latest", config, &layers)
+        let info = pusher
+            .wasi_image("wasm-probe-platform", &mut tar, "/probe.wasm")
             .await;
         summary.insert("wasm-probe-platform", info);
     }
