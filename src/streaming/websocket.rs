@@ -1,0 +1,1 @@
+//! WebSocket (being written).
