@@ -233,6 +233,7 @@ impl ContainerManager {
                 .map(|limit| limit as u64),
             log_path: spec::log_path(&pod.log_directory, &config.log_path)?,
             exit_file: self.layout.container_exit(id),
+            stdin: spec::stdin_mode(config),
         })
     }
 

@@ -112,6 +112,7 @@ impl ContainerManager {
             stop_signal,
             log_path: log_path.clone(),
             exit_file: self.layout.container_exit(id),
+            stdin: spec::stdin_mode(&config),
         };
         let bundle = Some(bundle);
         let backend = ContainerBackend::Linux { launch, user };

@@ -7,6 +7,7 @@ use cri_proto::ContainerConfig;
 
 use crate::error::{Error, Result};
 use crate::image::platform::RunConfig;
+use crate::runtime::stdin::StdinMode;
 use crate::runtime::wasm::launch::Preopen;
 
 /// argv: the CRI command replaces the entrypoint (argv[0] included) and the CRI args replace
@@ -103,6 +104,14 @@ pub fn preopens(config: &ContainerConfig) -> Result<Vec<Preopen>> {
             })
         })
         .collect()
+}
+
+/// The container's stdin as its config asks: `stdin_once` only means something with `stdin`.
+pub fn stdin_mode(config: &ContainerConfig) -> StdinMode {
+    StdinMode {
+        open: config.stdin,
+        once: config.stdin && config.stdin_once,
+    }
 }
 
 /// The log file: the pod's log directory joined with the container's relative log path,

@@ -125,6 +125,7 @@ impl Fixture {
                     memory_limit: None,
                     log_path: None,
                     exit_file: layout.container_exit(id),
+                    stdin: Default::default(),
                 },
             },
             selected_by: "test".into(),
@@ -153,6 +154,7 @@ impl Fixture {
                 stop_signal: libc::SIGTERM,
                 log_path: None,
                 exit_file: layout.container_exit(id),
+                stdin: Default::default(),
             },
         };
         checkpoint::write(&layout.container_checkpoint(id), &record).unwrap();

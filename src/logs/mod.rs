@@ -2,12 +2,16 @@
 //! `<RFC3339Nano> <stdout|stderr> <F|P> <text>`. Full lines get F; a line longer than 16 KiB is
 //! split into P chunks ended by an F one; text without a newline is held until its newline, the
 //! 16 KiB limit, or [`CriLog::flush_partial`] (at exit), which writes it as P.
+//!
+//! Attach sessions get a copy of the raw output as it is written ([`CriLog::attach`]), until
+//! the container ends ([`CriLog::end_attachments`]).
 
 mod timestamp;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 pub use timestamp::rfc3339_nano;
 
@@ -39,7 +43,13 @@ pub struct CriLog {
     path: PathBuf,
     file: Option<File>,
     pending: [Vec<u8>; 2],
+    attachments: Vec<SyncSender<(LogStream, Vec<u8>)>>,
+    ended: bool,
 }
+
+/// Chunks an attach session may fall behind by before it is cut off (the container never
+/// waits for a slow reader).
+const ATTACH_BACKLOG: usize = 1024;
 
 impl CriLog {
     /// Opens (creating, appending) the log at `path`; None discards output, as a container
@@ -50,7 +60,26 @@ impl CriLog {
             path: path.map(Path::to_path_buf).unwrap_or_default(),
             file,
             pending: [Vec::new(), Vec::new()],
+            attachments: Vec::new(),
+            ended: false,
         })
+    }
+
+    /// A copy of everything written from now on, until the container ends (the receiver then
+    /// disconnects) or the session falls [`ATTACH_BACKLOG`] chunks behind. None once ended.
+    pub fn attach(&mut self) -> Option<Receiver<(LogStream, Vec<u8>)>> {
+        if self.ended {
+            return None;
+        }
+        let (sender, receiver) = std::sync::mpsc::sync_channel(ATTACH_BACKLOG);
+        self.attachments.push(sender);
+        Some(receiver)
+    }
+
+    /// The container ended: attach sessions get nothing more, and no new one starts.
+    pub fn end_attachments(&mut self) {
+        self.ended = true;
+        self.attachments.clear();
     }
 
     /// Closes the file and opens the same path again (kubelet renamed the old one away).
@@ -63,6 +92,10 @@ impl CriLog {
 
     /// Appends what a stream produced: complete lines now, the rest when it is complete.
     pub fn write(&mut self, stream: LogStream, mut data: &[u8]) -> Result<()> {
+        if !self.attachments.is_empty() {
+            self.attachments
+                .retain(|session| session.try_send((stream, data.to_vec())).is_ok());
+        }
         let mut out = Vec::new();
         let pending = &mut self.pending[stream as usize];
         while !data.is_empty() {
@@ -201,6 +234,14 @@ mod tests {
             vec![line("stdout", "F", "before")]
         );
         let mut none = CriLog::open(None).unwrap();
+        let attached = none.attach().unwrap();
+        none.write(LogStream::Stderr, b"seen by attach").unwrap();
+        none.end_attachments();
+        assert!(none.attach().is_none());
+        assert_eq!(
+            attached.iter().collect::<Vec<_>>(),
+            vec![(LogStream::Stderr, b"seen by attach".to_vec())]
+        );
         none.write(LogStream::Stdout, b"dropped\n").unwrap();
         none.reopen().unwrap();
     }

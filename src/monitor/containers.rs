@@ -3,14 +3,17 @@
 //! and reaps them. Each records its own exit to disk (atomically) when it ends.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::logs::CriLog;
+use crate::logs::{CriLog, LogStream};
 use crate::monitor::orphans::Orphans;
 use crate::runtime::linux::container::LinuxContainer;
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
+use crate::runtime::stdin::{StdinMode, StdinPipe};
 use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
 use crate::store::checkpoint;
@@ -64,6 +67,8 @@ enum Body {
         launch: Box<WasmLaunch>,
         prepared: Prepared,
         stop: Arc<StopSignal>,
+        /// The read end of its stdin pipe, until the instance takes it at start.
+        stdin: Option<OwnedFd>,
     },
     /// A Linux container process, watched by a thread of its own from creation.
     Linux(Arc<LinuxContainer>),
@@ -71,6 +76,8 @@ enum Body {
 
 struct Slot {
     body: Body,
+    /// The write end of the container's stdin, when it has one.
+    stdin: Option<Arc<StdinPipe>>,
     log: Arc<Mutex<CriLog>>,
     ended: Arc<Ended>,
     phase: Phase,
@@ -108,6 +115,7 @@ impl PodContainers {
         let log = CriLog::open(launch.log_path.as_deref())
             .map_err(|e| ContainerError::Host(e.to_string()))?;
         let id = launch.container_id.clone();
+        let (stdin, stdin_reader) = stdin_pipe(&id, launch.stdin)?;
         self.insert(
             &id,
             Slot {
@@ -115,7 +123,9 @@ impl PodContainers {
                     launch: Box::new(launch),
                     prepared,
                     stop: Arc::new(StopSignal::default()),
+                    stdin: stdin_reader,
                 },
+                stdin,
                 log: Arc::new(Mutex::new(log)),
                 ended: Arc::new(Ended::default()),
                 phase: Phase::Created,
@@ -132,8 +142,13 @@ impl PodContainers {
         }
         let log = CriLog::open(launch.log_path.as_deref())
             .map_err(|e| ContainerError::Host(e.to_string()))?;
-        let (container, pipes) =
-            LinuxContainer::create(Path::new(SELF_EXE), launch, self.orphans.clone())?;
+        let (stdin, stdin_reader) = stdin_pipe(&id, launch.stdin)?;
+        let (container, pipes) = LinuxContainer::create(
+            Path::new(SELF_EXE),
+            launch,
+            stdin_reader,
+            self.orphans.clone(),
+        )?;
         let container = Arc::new(container);
         let log = Arc::new(Mutex::new(log));
         let ended = Arc::new(Ended::default());
@@ -155,6 +170,7 @@ impl PodContainers {
             &id,
             Slot {
                 body: Body::Linux(container),
+                stdin,
                 log,
                 ended,
                 phase: Phase::Created,
@@ -180,7 +196,7 @@ impl PodContainers {
                 "container {id} was started already"
             )));
         }
-        match &slot.body {
+        match &mut slot.body {
             Body::Linux(container) => {
                 if slot.ended.wait(Duration::ZERO) {
                     return Err(ContainerError::State(format!(
@@ -193,38 +209,46 @@ impl PodContainers {
                 launch,
                 prepared,
                 stop,
-            } => Self::start_wasm(self.wasm()?, launch, prepared, &slot.log, stop, &slot.ended)?,
+                stdin,
+            } => {
+                let run = WasmRun {
+                    prepared: prepared.clone(),
+                    launch: launch.as_ref().clone(),
+                    log: slot.log.clone(),
+                    stop: stop.clone(),
+                    stdin: stdin.take(),
+                };
+                Self::start_wasm(self.wasm()?, run, slot.ended.clone())?
+            }
         }
         slot.phase = Phase::Running;
         Ok(())
     }
 
-    fn start_wasm(
-        host: Arc<WasmHost>,
-        launch: &WasmLaunch,
-        prepared: &Prepared,
-        log: &Arc<Mutex<CriLog>>,
-        stop: &Arc<StopSignal>,
-        ended: &Arc<Ended>,
-    ) -> Result<(), ContainerError> {
-        let id = &launch.container_id;
-        let (prepared, launch, log, stop, ended) = (
-            prepared.clone(),
-            launch.clone(),
-            log.clone(),
-            stop.clone(),
-            ended.clone(),
-        );
+    fn start_wasm(host: Arc<WasmHost>, run: WasmRun, ended: Arc<Ended>) -> Result<(), ContainerError> {
+        let id = run.launch.container_id.clone();
         std::thread::Builder::new()
             .name(format!("wasm-{}", id.chars().take(12).collect::<String>()))
             .spawn(move || {
-                let run = std::panic::AssertUnwindSafe(|| host.run(&prepared, &launch, log, stop));
+                let WasmRun {
+                    prepared,
+                    launch,
+                    log,
+                    stop,
+                    stdin,
+                } = run;
+                let run = std::panic::AssertUnwindSafe(|| {
+                    host.run(&prepared, &launch, log.clone(), stop, stdin)
+                });
                 let exit = std::panic::catch_unwind(run).unwrap_or_else(|_| ExitRecord {
                     exit_code: 255,
                     finished_at: crate::sandbox::now_nanos(),
                     reason: "Error".into(),
                     message: "crishim: the container's thread failed (a bug in the monitor)".into(),
                 });
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .end_attachments();
                 if let Err(e) = checkpoint::write(&launch.exit_file, &exit) {
                     eprintln!(
                         "container {}: cannot record its exit: {e}",
@@ -338,6 +362,18 @@ impl PodContainers {
         container.exec(Path::new(SELF_EXE), argv, timeout)
     }
 
+    /// A new attach session on a created or running container: a copy of its output from now
+    /// on, and its stdin pipe when `stdin` is asked for and the container has one.
+    pub fn attach(&self, id: &str, stdin: bool) -> Result<AttachSession, ContainerError> {
+        let slots = self.lock();
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        let output = slot.log.lock().unwrap_or_else(|e| e.into_inner()).attach();
+        let output = output
+            .ok_or_else(|| ContainerError::State(format!("container {id} has exited")))?;
+        let stdin = slot.stdin.clone().filter(|_| stdin);
+        Ok((output, stdin))
+    }
+
     /// Reopens a running container's log file at its path.
     pub fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let slots = self.lock();
@@ -373,6 +409,31 @@ impl PodContainers {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What an attach session gets: the container's output and, when it sends stdin, its pipe.
+pub type AttachSession = (Receiver<(LogStream, Vec<u8>)>, Option<Arc<StdinPipe>>);
+
+/// What a wasm container's thread runs.
+struct WasmRun {
+    prepared: Prepared,
+    launch: WasmLaunch,
+    log: Arc<Mutex<CriLog>>,
+    stop: Arc<StopSignal>,
+    stdin: Option<OwnedFd>,
+}
+
+/// The container's stdin pipe and the read end for it, when `mode` asks for one.
+fn stdin_pipe(
+    id: &str,
+    mode: StdinMode,
+) -> Result<(Option<Arc<StdinPipe>>, Option<OwnedFd>), ContainerError> {
+    if !mode.open {
+        return Ok((None, None));
+    }
+    let (pipe, reader) = StdinPipe::new(mode)
+        .map_err(|e| ContainerError::Host(format!("container {id}: create its stdin pipe: {e}")))?;
+    Ok((Some(Arc::new(pipe)), Some(reader)))
 }
 
 /// How a running container is interrupted once its grace period is over.
@@ -419,11 +480,48 @@ mod tests {
             memory_limit: Some(1 << 20),
             log_path: Some(dir.join(format!("{id}.log"))),
             exit_file: dir.join(format!("{id}.exit.json")),
+            stdin: StdinMode::default(),
         }
     }
 
     fn exit_of(launch: &WasmLaunch) -> ExitRecord {
         checkpoint::read(&launch.exit_file).unwrap()
+    }
+
+    #[test]
+    fn attach_feeds_stdin_and_gets_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let containers = PodContainers::default();
+        let mut cat = launch(dir.path(), "cat", PROBE, &["cat"]);
+        cat.stdin = StdinMode {
+            open: true,
+            once: true,
+        };
+        containers.create_wasm(cat.clone()).unwrap();
+        let (output, stdin) = containers.attach("cat", true).unwrap();
+        containers.start("cat").unwrap();
+        let stdin = stdin.expect("the container has a stdin");
+        stdin.write(b"typed\n").unwrap();
+        stdin.session_ended();
+        containers.stop("cat", Duration::from_secs(10)).unwrap();
+        assert_eq!(exit_of(&cat).exit_code, 0);
+        let seen: Vec<u8> = output.iter().flat_map(|(_, chunk)| chunk).collect();
+        assert_eq!(String::from_utf8_lossy(&seen), "typed\nstdin closed\n");
+        let log = std::fs::read_to_string(cat.log_path.as_ref().unwrap()).unwrap();
+        assert!(log.contains(" stdout F typed\n"), "{log}");
+        assert!(matches!(
+            containers.attach("cat", false),
+            Err(ContainerError::State(_))
+        ));
+
+        let closed = launch(dir.path(), "closed", PROBE, &["cat"]);
+        containers.create_wasm(closed.clone()).unwrap();
+        let (_, stdin) = containers.attach("closed", true).unwrap();
+        assert!(stdin.is_none(), "a container without stdin gives none");
+        containers.start("closed").unwrap();
+        containers.stop("closed", Duration::from_secs(10)).unwrap();
+        let log = std::fs::read_to_string(closed.log_path.as_ref().unwrap()).unwrap();
+        assert!(log.ends_with(" stdout F stdin closed\n"), "{log}");
     }
 
     #[test]

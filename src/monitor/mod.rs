@@ -3,8 +3,10 @@
 //! table, `orphans` the reaping of a shared pid namespace's orphans, `launcher` and `client`
 //! the daemon's side that starts, checks, stops and asks monitors.
 
+pub mod attach;
 pub mod client;
 pub mod containers;
+pub mod frames;
 pub mod launcher;
 pub mod orphans;
 pub mod process;

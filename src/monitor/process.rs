@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
+use crate::monitor::attach;
 use crate::monitor::containers::{ContainerError, PodContainers};
 use crate::monitor::orphans::{Orphans, SWEEP_INTERVAL, zombie_children};
 use crate::monitor::protocol::{ReadyLine, RefusalCode, Request, Response, with_short_path};
@@ -226,6 +227,28 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
             | Request::ReopenLog { .. }) => {
                 let _ = respond(&stream, &answer(containers, request));
             }
+            // An attach session lasts as long as the client stays: a thread of its own.
+            Request::Attach {
+                container_id,
+                stdin,
+            } => {
+                let containers = containers.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("attach".into())
+                    .spawn(move || match containers.attach(&container_id, stdin) {
+                        Ok((output, stdin)) => {
+                            if respond(&stream, &Response::Done).is_ok() {
+                                attach::serve(stream, output, stdin);
+                            }
+                        }
+                        Err(e) => {
+                            let _ = respond(&stream, &refusal(e));
+                        }
+                    });
+                if let Err(e) = spawned {
+                    eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
+                }
+            }
             // The others may wait (a stop's grace period, the helper, an exec): each gets a
             // thread.
             request => {
@@ -292,23 +315,30 @@ fn answer(containers: &PodContainers, request: Request) -> Response {
         } => containers.stop(&container_id, Duration::from_millis(timeout_ms)),
         Request::RemoveContainer { container_id } => containers.remove(&container_id),
         Request::ReopenLog { container_id } => containers.reopen_log(&container_id),
-        Request::Ping | Request::Shutdown => Ok(()),
+        Request::Ping | Request::Shutdown | Request::Attach { .. } => Ok(()),
     };
     match outcome {
         Ok(()) => Response::Done,
-        Err(ContainerError::Invalid(message)) => Response::Refused {
+        Err(e) => refusal(e),
+    }
+}
+
+/// The answer to a request that failed.
+fn refusal(error: ContainerError) -> Response {
+    match error {
+        ContainerError::Invalid(message) => Response::Refused {
             code: RefusalCode::Invalid,
             message,
         },
-        Err(ContainerError::State(message)) => Response::Refused {
+        ContainerError::State(message) => Response::Refused {
             code: RefusalCode::State,
             message,
         },
-        Err(ContainerError::Unknown(message)) => Response::Refused {
+        ContainerError::Unknown(message) => Response::Refused {
             code: RefusalCode::Unknown,
             message,
         },
-        Err(ContainerError::Host(message)) => Response::Failed { message },
+        ContainerError::Host(message) => Response::Failed { message },
     }
 }
 

@@ -1,7 +1,7 @@
 //! The monitor's control protocol: one JSON request line, one JSON response line, per
 //! connection on `<pod dir>/monitor.sock`; and the ready line a new monitor prints on stdout.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -50,6 +50,14 @@ pub enum Request {
     ReopenLog {
         /// Container id.
         container_id: String,
+    },
+    /// Attach to a created or running container: after the `done` answer the connection
+    /// carries the session's frames (`monitor::frames`).
+    Attach {
+        /// Container id.
+        container_id: String,
+        /// The client sends stdin (ignored when the container has none).
+        stdin: bool,
     },
     /// Run a command in a running Linux container (through the helper) and return its output.
     ExecSync {
@@ -145,21 +153,52 @@ pub fn with_short_path<T>(
 
 /// Sends one request to the monitor listening on `socket` and reads its response.
 pub fn call(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<Response> {
+    let mut stream = send(socket, request, timeout)?;
+    let mut answer = String::new();
+    BufReader::new(&mut stream).read_line(&mut answer)?;
+    parse_answer(&answer)
+}
+
+/// Sends a request that opens a session (Attach) and reads the answer line byte by byte, so
+/// that the frames after it stay in the returned stream.
+pub fn open_session(
+    socket: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> std::io::Result<(Response, UnixStream)> {
+    let mut stream = send(socket, request, timeout)?;
+    let mut answer = Vec::new();
+    let mut byte = [0];
+    while answer.len() < MAX_ANSWER && stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        answer.push(byte[0]);
+    }
+    let response = parse_answer(&String::from_utf8_lossy(&answer))?;
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(None)?;
+    Ok((response, stream))
+}
+
+/// Longest answer line `open_session` reads.
+const MAX_ANSWER: usize = 64 * 1024;
+
+fn send(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<UnixStream> {
     let mut stream = with_short_path(socket, |p| UnixStream::connect(p))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream.write_all(&line)?;
-    let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer)?;
+    Ok(stream)
+}
+
+fn parse_answer(answer: &str) -> std::io::Result<Response> {
     if answer.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "monitor closed the connection without answering",
         ));
     }
-    Ok(serde_json::from_str(&answer)?)
+    Ok(serde_json::from_str(answer)?)
 }
 
 #[cfg(test)]

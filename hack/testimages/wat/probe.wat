@@ -6,6 +6,7 @@
 ;;   partial print text without a newline
 ;;   sleepy  20 times: a line, then sleep 100 ms (poll_oneoff); then exit 7
 ;;   idle    sleep 100 ms at a time, forever, silently
+;;   cat     copy stdin to stdout until EOF, then a line "stdin closed" (exit 4 on a read error)
 ;;   (anything else: exit 2)
 ;; `write` exits 10 + the WASI errno when it cannot create or write the file.
 (module
@@ -14,19 +15,22 @@
   (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ_sizes_get (param i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "environ_get" (func $environ_get (param i32 i32) (result i32)))
+;; fd_read(fd, iovs, iovs_len, nread)
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
   (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "path_open"
     (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
   (memory (export "memory") 1)
   ;; Memory map: 0..8 an iovec; 96..108 sizes and an fd; 128..176 a clock subscription;
-  ;; 192..224 its event; 1024 argv pointers; 2048 environ pointers; 4096 argv strings; 8192
-  ;; environ strings.
+  ;; 192..224 its event; 240 "stdin closed"; 1024 argv pointers; 2048 environ pointers; 4096 argv strings; 8192
+  ;; environ strings; 16384..20480 the stdin buffer.
   (data (i32.const 16) "hello from wasm\n")
   (data (i32.const 32) "out.txt")
   (data (i32.const 48) "written by wasm\n")
   (data (i32.const 64) "no newline")
   (data (i32.const 80) "\n")
+  (data (i32.const 240) "stdin closed\n")
 
   (func $write (param $fd i32) (param $ptr i32) (param $len i32) (result i32)
     (i32.store (i32.const 0) (local.get $ptr))
@@ -115,6 +119,19 @@
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $tick (i32.lt_u (local.get $i) (i32.const 20))))
         (call $proc_exit (i32.const 7))))
+    (if (i32.eq (local.get $cmd) (i32.const 99)) ;; c
+      (then
+        (loop $copy
+          (i32.store (i32.const 0) (i32.const 16384))
+          (i32.store (i32.const 4) (i32.const 4096))
+          (if (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8))
+            (then (call $proc_exit (i32.const 4))))
+          (if (i32.load (i32.const 8))
+            (then
+              (drop (call $write (i32.const 1) (i32.const 16384) (i32.load (i32.const 8))))
+              (br $copy))))
+        (drop (call $write (i32.const 1) (i32.const 240) (i32.const 13)))
+        (return)))
     (if (i32.eq (local.get $cmd) (i32.const 105)) ;; i
       (then
         (loop $forever

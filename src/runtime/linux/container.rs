@@ -4,7 +4,7 @@
 //! the container's memory cgroup).
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,10 +29,11 @@ pub struct LinuxContainer {
 
 impl LinuxContainer {
     /// Runs `exe helper create` for `launch` and waits for it; returns the container and the
-    /// read ends of its output pipes.
+    /// read ends of its output pipes. `stdin` is the read end of its stdin pipe, if it has one.
     pub fn create(
         exe: &Path,
         launch: LinuxLaunch,
+        stdin: Option<OwnedFd>,
         orphans: Arc<Orphans>,
     ) -> Result<(LinuxContainer, OutputPipes), ContainerError> {
         let host = |what: &str, e: std::io::Error| {
@@ -52,7 +53,8 @@ impl LinuxContainer {
             .arg(&launch.bundle)
             .arg("--id")
             .arg(&launch.container_id)
-            .stdin(Stdio::null())
+            .arg(format!("--stdin={}", stdin.is_some()))
+            .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         pass_fds(&mut command, [out_w.as_raw_fd(), err_w.as_raw_fd()]);
@@ -202,10 +204,11 @@ impl LinuxContainer {
                 eprintln!("container {}: log write failed: {e}", self.id());
             }
         });
-        let _ = log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .flush_partial();
+        {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = log.flush_partial();
+            log.end_attachments();
+        }
         let exit_code = reap(&self.init).unwrap_or(255);
         self.orphans.release(self.init_pid);
         let oom = oom_killed(&self.launch.cgroup);

@@ -5,7 +5,7 @@
 //! container and reports its output and exit code. Each prints one JSON line on stdout.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,8 @@ const EXEC_OUTPUT_LIMIT: usize = 16 << 20;
 /// The helper's operations.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum HelperCommand {
-    /// Create a container from an OCI bundle; its stdout and stderr are fds 3 and 4.
+    /// Create a container from an OCI bundle; its stdout and stderr are fds 3 and 4, and with
+    /// `--stdin` its stdin is the helper's own.
     Create {
         /// libcontainer's state root.
         #[arg(long)]
@@ -38,6 +39,9 @@ pub enum HelperCommand {
         /// Container id.
         #[arg(long)]
         id: String,
+        /// The container reads the helper's stdin (else /dev/null).
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+        stdin: bool,
     },
     /// Run a command in a running container, killing it after the timeout.
     Exec {
@@ -75,7 +79,8 @@ pub fn run(command: HelperCommand) -> i32 {
             state_root,
             bundle,
             id,
-        } => serde_json::to_string(&create(state_root, bundle, id)),
+            stdin,
+        } => serde_json::to_string(&create(state_root, bundle, id, stdin)),
         HelperCommand::Exec {
             state_root,
             id,
@@ -126,7 +131,7 @@ fn own_proc() -> Result<(), String> {
     .map_err(|e| format!("mount the pod's /proc for the helper: {e}"))
 }
 
-fn create(state_root: PathBuf, bundle: PathBuf, id: String) -> CreateOutcome {
+fn create(state_root: PathBuf, bundle: PathBuf, id: String, stdin: bool) -> CreateOutcome {
     let failed = |message: String| CreateOutcome::Failed { message };
     // SAFETY: the monitor placed the container's output pipes on these fds for us, and
     // nothing else in this process owns them.
@@ -139,6 +144,13 @@ fn create(state_root: PathBuf, bundle: PathBuf, id: String) -> CreateOutcome {
     let builder = match builder(&state_root, id) {
         Ok(b) => b,
         Err(message) => return failed(message),
+    };
+    let builder = match stdin {
+        true => match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => builder.with_stdin(fd),
+            Err(e) => return failed(format!("duplicate the helper's stdin: {e}")),
+        },
+        false => builder,
     };
     let built = builder
         .with_stdout(stdout)
@@ -156,8 +168,7 @@ fn create(state_root: PathBuf, bundle: PathBuf, id: String) -> CreateOutcome {
     }
 }
 
-/// libcontainer's builder for container `id` under `state_root`, with /dev/null for stdin (no
-/// container or exec gets a stdin yet).
+/// libcontainer's builder for container `id` under `state_root`, with /dev/null for stdin.
 fn builder(state_root: &Path, id: String) -> Result<ContainerBuilder, String> {
     let stdin = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
     let builder = ContainerBuilder::new(id, SyscallType::Linux)

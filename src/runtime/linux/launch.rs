@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::stdin::StdinMode;
+
 /// A Linux container, ready to create: its bundle holds `config.json` (the OCI spec) and its
 /// root filesystem is mounted already.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +25,9 @@ pub struct LinuxLaunch {
     pub log_path: Option<PathBuf>,
     /// Where the monitor records the exit.
     pub exit_file: PathBuf,
+    /// Whether the container has a stdin for attach sessions.
+    #[serde(default)]
+    pub stdin: StdinMode,
 }
 
 /// What the helper prints after `helper create`: the init's host pid, or why it failed.

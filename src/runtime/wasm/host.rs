@@ -4,6 +4,7 @@
 //! limit and its own epoch deadline, so stopping one container never interrupts another.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::cli::AsyncStdinStream;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::logs::{CriLog, LogStream};
@@ -204,13 +206,15 @@ impl WasmHost {
 
     /// Runs a prepared container to its end on the calling thread and says how it ended.
     /// [`StopSignal::stop`] ends it: a guest computing traps at its next epoch check, one
-    /// waiting in a host call has that call cancelled.
+    /// waiting in a host call has that call cancelled. `stdin` is the read end of its stdin
+    /// pipe (none: the guest reads EOF).
     pub fn run(
         &self,
         prepared: &Prepared,
         launch: &WasmLaunch,
         log: Arc<Mutex<CriLog>>,
         stop: Arc<StopSignal>,
+        stdin: Option<OwnedFd>,
     ) -> ExitRecord {
         let exceeded = Arc::new(Mutex::new(None));
         let limits = MemoryLimit {
@@ -231,7 +235,7 @@ impl WasmHost {
                     () = stop.notify.notified() => {
                         Err(wasmtime::format_err!("stopped by StopContainer"))
                     }
-                    outcome = self.execute(prepared, launch, &log, limits, &stop) => outcome,
+                    outcome = self.execute(prepared, launch, &log, stdin, limits, &stop) => outcome,
                 }
             }),
         };
@@ -248,12 +252,19 @@ impl WasmHost {
         prepared: &Prepared,
         launch: &WasmLaunch,
         log: &Arc<Mutex<CriLog>>,
+        stdin: Option<OwnedFd>,
         limits: MemoryLimit,
         stop: &Arc<StopSignal>,
     ) -> wasmtime::Result<()> {
         let mut builder = self
             .wasi(launch, log)
             .map_err(|m| wasmtime::format_err!(m))?;
+        if let Some(stdin) = stdin {
+            // Read on the container's own runtime: a guest waiting for input blocks only itself.
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin)
+                .map_err(|e| wasmtime::format_err!("open the container's stdin pipe: {e}"))?;
+            builder.stdin(AsyncStdinStream::new(pipe));
+        }
         match prepared {
             Prepared::Module(pre) => {
                 let state = ModuleState {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::stdin::StdinMode;
 use crate::runtime::wasm::binary::WasmBinary;
 
 /// A directory the guest sees (a WASI preopen).
@@ -39,6 +40,9 @@ pub struct WasmLaunch {
     pub log_path: Option<PathBuf>,
     /// Where the exit is recorded.
     pub exit_file: PathBuf,
+    /// Whether the container has a stdin for attach sessions.
+    #[serde(default)]
+    pub stdin: StdinMode,
 }
 
 /// How a container ended, written atomically by the monitor.
