@@ -17,6 +17,9 @@ packages=(
   iproute2            # ip, used by the network tests
   libseccomp-dev      # libcontainer links libseccomp for container seccomp profiles
   pkg-config          # finds libseccomp at build time
+  golang-go                            # builds hack/streamclient, the e2e tests' independent
+  golang-github-docker-spdystream-dev  #   exec/attach/port-forward client (the SPDY library
+  golang-github-gorilla-websocket-dev  #   kubectl uses, and a WebSocket one)
 )
 
 missing=()

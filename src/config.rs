@@ -95,6 +95,9 @@ pub struct Config {
     pub pod_network: PodNetworkMode,
     /// CNI dirs and limits.
     pub cni: CniConfig,
+    /// Where the exec/attach/port-forward server listens (`host:port`; port 0 picks a free
+    /// one). Its URLs go to kubelet, which proxies clients to it: loopback keeps it node-local.
+    pub stream_server_address: String,
 }
 
 /// Settings for one registry.
@@ -128,6 +131,7 @@ impl Default for Config {
             registries: BTreeMap::new(),
             pod_network: PodNetworkMode::default(),
             cni: CniConfig::default(),
+            stream_server_address: "127.0.0.1:0".to_string(),
         }
     }
 }

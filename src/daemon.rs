@@ -20,6 +20,7 @@ use crate::os::mount::HostMounter;
 use crate::os::process::{Pidfd, start_time};
 use crate::sandbox::{SandboxHost, SandboxManager};
 use crate::store::sandbox::MonitorProcess;
+use crate::streaming::http::StreamingServer;
 
 /// Everything the RPCs share.
 pub struct Daemon {
@@ -31,6 +32,8 @@ pub struct Daemon {
     pub images: Arc<Images>,
     /// Containers.
     pub containers: Arc<ContainerManager>,
+    /// The exec/attach/port-forward server.
+    pub streaming: Arc<StreamingServer>,
 }
 
 impl Daemon {
@@ -81,11 +84,14 @@ impl Daemon {
             containers = containers_loaded,
             "recovered containers from disk"
         );
+        let (streaming, listener) = StreamingServer::bind(&config.stream_server_address)?;
+        tokio::spawn(streaming.clone().serve(listener));
         let daemon = Arc::new(Daemon {
             config,
             sandboxes,
             images,
             containers,
+            streaming,
         });
         for (id, process) in recovered.live {
             daemon.watch_monitor(id, process);

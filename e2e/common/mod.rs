@@ -5,6 +5,7 @@
 
 pub mod containers;
 pub mod registry;
+pub mod streamclient;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -10,6 +10,7 @@ pub mod linux;
 mod pod_files;
 mod query;
 mod recover;
+mod streams;
 pub mod select;
 pub mod spec;
 

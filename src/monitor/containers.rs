@@ -3,6 +3,7 @@
 //! and reaps them. Each records its own exit to disk (atomically) when it ends.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use crate::logs::{CriLog, LogStream};
 use crate::monitor::orphans::Orphans;
-use crate::runtime::linux::container::LinuxContainer;
+use crate::runtime::linux::container::{LinuxContainer, StreamingExec};
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::stdin::{StdinMode, StdinPipe};
 use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
@@ -342,24 +343,25 @@ impl PodContainers {
         argv: Vec<String>,
         timeout: Duration,
     ) -> Result<ExecOutcome, ContainerError> {
-        let container = {
-            let slots = self.lock();
-            let slot = slots.get(id).ok_or_else(|| unknown(id))?;
-            if !matches!(slot.phase, Phase::Running) || slot.ended.wait(Duration::ZERO) {
-                return Err(ContainerError::State(format!(
-                    "container {id} is not running"
-                )));
-            }
-            match &slot.body {
-                Body::Linux(container) => container.clone(),
-                Body::Wasm { .. } => {
-                    return Err(ContainerError::Invalid(format!(
-                        "container {id} is a wasm container: it has no processes to exec beside it"
-                    )));
-                }
-            }
-        };
+        let container = self.running_linux(id)?;
         container.exec(Path::new(SELF_EXE), argv, timeout)
+    }
+
+    /// A running Linux container, to exec in.
+    fn running_linux(&self, id: &str) -> Result<Arc<LinuxContainer>, ContainerError> {
+        let slots = self.lock();
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        if !matches!(slot.phase, Phase::Running) || slot.ended.wait(Duration::ZERO) {
+            return Err(ContainerError::State(format!(
+                "container {id} is not running"
+            )));
+        }
+        match &slot.body {
+            Body::Linux(container) => Ok(container.clone()),
+            Body::Wasm { .. } => Err(ContainerError::Invalid(format!(
+                "container {id} is a wasm container: it has no processes to exec beside it"
+            ))),
+        }
     }
 
     /// A new attach session on a created or running container: a copy of its output from now
@@ -372,6 +374,29 @@ impl PodContainers {
             .ok_or_else(|| ContainerError::State(format!("container {id} has exited")))?;
         let stdin = slot.stdin.clone().filter(|_| stdin);
         Ok((output, stdin))
+    }
+
+    /// Starts `argv` in a running Linux container for an exec session: the exec, and the write
+    /// end of its stdin when `stdin` is asked for.
+    pub fn exec_streaming(
+        &self,
+        id: &str,
+        argv: Vec<String>,
+        stdin: bool,
+    ) -> Result<(StreamingExec, Option<File>), ContainerError> {
+        let container = self.running_linux(id)?;
+        let (reader, writer) = match stdin {
+            true => {
+                let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(|e| {
+                        ContainerError::Host(format!("container {id}: exec stdin pipe: {e}"))
+                    })?;
+                (Some(reader), Some(File::from(writer)))
+            }
+            false => (None, None),
+        };
+        let exec = container.exec_streaming(Path::new(SELF_EXE), argv, reader)?;
+        Ok((exec, writer))
     }
 
     /// Reopens a running container's log file at its path.

@@ -1,6 +1,6 @@
 //! The framing of an attach session on a monitor connection, after the monitor's `done` line:
 //! each frame is a kind byte, a 4-byte big-endian length and that many bytes. The monitor
-//! sends output; the daemon sends stdin and its end. Either side closing the connection ends
+//! sends output (and an exec's exit code); the daemon sends stdin and its end. Either side closing the connection ends
 //! the session.
 
 use std::io::{ErrorKind, Read};
@@ -16,6 +16,9 @@ pub enum FrameKind {
     Stdin = 3,
     /// The client closed its stdin (daemon to monitor; empty).
     StdinEnd = 4,
+    /// An exec's exit code, 4 bytes big-endian, just before the monitor closes (monitor to
+    /// daemon).
+    Exit = 5,
 }
 
 /// Size of a frame header.
@@ -40,6 +43,7 @@ pub fn decode_header(header: [u8; HEADER_LEN]) -> std::io::Result<(FrameKind, us
         2 => FrameKind::Stderr,
         3 => FrameKind::Stdin,
         4 => FrameKind::StdinEnd,
+        5 => FrameKind::Exit,
         other => {
             return Err(std::io::Error::new(
                 ErrorKind::InvalidData,
@@ -55,6 +59,11 @@ pub fn decode_header(header: [u8; HEADER_LEN]) -> std::io::Result<(FrameKind, us
         ));
     }
     Ok((kind, len))
+}
+
+/// The exit code an Exit frame carries.
+pub fn exit_code(payload: &[u8]) -> Option<i32> {
+    Some(i32::from_be_bytes(payload.try_into().ok()?))
 }
 
 /// Reads one frame; None when the peer closed the connection between frames.
@@ -79,6 +88,7 @@ mod tests {
     fn frames_round_trip_and_bad_headers_are_refused() {
         let mut wire = encode(FrameKind::Stdout, b"hello");
         wire.extend(encode(FrameKind::StdinEnd, b""));
+        wire.extend(encode(FrameKind::Exit, &3i32.to_be_bytes()));
         let mut reader = wire.as_slice();
         assert_eq!(
             read(&mut reader).unwrap(),
@@ -88,7 +98,10 @@ mod tests {
             read(&mut reader).unwrap(),
             Some((FrameKind::StdinEnd, Vec::new()))
         );
+        let (kind, code) = read(&mut reader).unwrap().unwrap();
+        assert_eq!((kind, exit_code(&code)), (FrameKind::Exit, Some(3)));
         assert_eq!(read(&mut reader).unwrap(), None);
+        assert_eq!(exit_code(b"x"), None);
         assert!(decode_header([9, 0, 0, 0, 0]).is_err());
         assert!(decode_header([1, 0xff, 0xff, 0xff, 0xff]).is_err());
     }

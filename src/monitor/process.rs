@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
-use crate::monitor::attach;
+use crate::monitor::session;
 use crate::monitor::containers::{ContainerError, PodContainers};
 use crate::monitor::orphans::{Orphans, SWEEP_INTERVAL, zombie_children};
 use crate::monitor::protocol::{ReadyLine, RefusalCode, Request, Response, with_short_path};
@@ -227,7 +227,7 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
             | Request::ReopenLog { .. }) => {
                 let _ = respond(&stream, &answer(containers, request));
             }
-            // An attach session lasts as long as the client stays: a thread of its own.
+            // Attach and exec sessions last as long as the client stays: a thread each.
             Request::Attach {
                 container_id,
                 stdin,
@@ -238,13 +238,34 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                     .spawn(move || match containers.attach(&container_id, stdin) {
                         Ok((output, stdin)) => {
                             if respond(&stream, &Response::Done).is_ok() {
-                                attach::serve(stream, output, stdin);
+                                session::serve_attach(stream, output, stdin);
                             }
                         }
                         Err(e) => {
                             let _ = respond(&stream, &refusal(e));
                         }
                     });
+                if let Err(e) = spawned {
+                    eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
+                }
+            }
+            Request::Exec {
+                container_id,
+                argv,
+                stdin,
+            } => {
+                let containers = containers.clone();
+                let spawned = std::thread::Builder::new().name("exec".into()).spawn(move || {
+                    match containers.exec_streaming(&container_id, argv, stdin) {
+                        Ok((exec, stdin)) => {
+                            let _ = respond(&stream, &Response::Done);
+                            session::serve_exec(stream, exec, stdin);
+                        }
+                        Err(e) => {
+                            let _ = respond(&stream, &refusal(e));
+                        }
+                    }
+                });
                 if let Err(e) = spawned {
                     eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
                 }
@@ -315,7 +336,7 @@ fn answer(containers: &PodContainers, request: Request) -> Response {
         } => containers.stop(&container_id, Duration::from_millis(timeout_ms)),
         Request::RemoveContainer { container_id } => containers.remove(&container_id),
         Request::ReopenLog { container_id } => containers.reopen_log(&container_id),
-        Request::Ping | Request::Shutdown | Request::Attach { .. } => Ok(()),
+        Request::Ping | Request::Shutdown | Request::Attach { .. } | Request::Exec { .. } => Ok(()),
     };
     match outcome {
         Ok(()) => Response::Done,

@@ -59,6 +59,16 @@ pub enum Request {
         /// The client sends stdin (ignored when the container has none).
         stdin: bool,
     },
+    /// Run a command in a running Linux container for an exec session: after the `done`
+    /// answer the connection carries the session's frames, the exit code last.
+    Exec {
+        /// Container id.
+        container_id: String,
+        /// The command.
+        argv: Vec<String>,
+        /// The client sends stdin.
+        stdin: bool,
+    },
     /// Run a command in a running Linux container (through the helper) and return its output.
     ExecSync {
         /// Container id.

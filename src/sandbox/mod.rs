@@ -20,7 +20,8 @@ use crate::os::cgroup::Cgroups;
 use crate::os::mount::Mounter;
 use crate::store::checkpoint;
 use crate::store::layout::{Layout, NamespaceKind};
-use crate::store::sandbox::SandboxRecord;
+use crate::store::sandbox::{SandboxPhase, SandboxRecord};
+use crate::streaming::session::Session;
 use crate::store::sandbox_index::{SandboxEntry, SandboxIndex};
 
 pub use recover::Recovered;
@@ -76,6 +77,41 @@ impl SandboxManager {
     /// The record of pod `id` as it is now (NotFound when there is none).
     pub fn snapshot(&self, id: &str) -> Result<SandboxRecord> {
         Ok(self.entry(id)?.snapshot())
+    }
+
+    /// A port-forward session to `ports` in a ready pod's network namespace (the host's for a
+    /// pod on the host network).
+    pub fn port_forward_session(&self, id: &str, ports: &[i32]) -> Result<Session> {
+        if id.is_empty() {
+            return Err(Error::InvalidArgument(
+                "PortForward: pod_sandbox_id is required".into(),
+            ));
+        }
+        let record = self.snapshot(id)?;
+        if record.phase != SandboxPhase::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                record.id
+            )));
+        }
+        let netns = record
+            .namespaces
+            .net
+            .then(|| self.layout.namespace_pin(&record.id, NamespaceKind::Net));
+        let ports = ports
+            .iter()
+            .map(|p| {
+                u16::try_from(*p)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| Error::InvalidArgument(format!("PortForward: bad port {p}")))
+            })
+            .collect::<Result<Vec<u16>>>()?;
+        Ok(Session::PortForward {
+            pod_id: record.id,
+            netns,
+            ports,
+        })
     }
 
     fn entry(&self, id: &str) -> Result<Arc<SandboxEntry>> {

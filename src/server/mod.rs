@@ -6,6 +6,7 @@ mod image_service;
 mod runtime_info;
 mod runtime_service;
 mod sandbox;
+mod streaming;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

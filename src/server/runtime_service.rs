@@ -1,5 +1,5 @@
 //! `runtime.v1.RuntimeService`: routes each RPC to its group's file. RPCs of later issues
-//! (streaming, stats, events, checkpoints) answer Unimplemented, naming the RPC.
+//! (stats, events, checkpoints) answer Unimplemented, naming the RPC.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -198,6 +198,23 @@ impl RuntimeService for RuntimeApi {
         ))
     }
 
+    async fn exec(&self, request: Request<ExecRequest>) -> RpcResult<ExecResponse> {
+        Ok(Response::new(self.exec_rpc(request.into_inner()).await?))
+    }
+
+    async fn attach(&self, request: Request<AttachRequest>) -> RpcResult<AttachResponse> {
+        Ok(Response::new(self.attach_rpc(request.into_inner()).await?))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<PortForwardRequest>,
+    ) -> RpcResult<PortForwardResponse> {
+        Ok(Response::new(
+            self.port_forward_rpc(request.into_inner()).await?,
+        ))
+    }
+
     type GetContainerEventsStream =
         Pin<Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
@@ -209,9 +226,6 @@ impl RuntimeService for RuntimeApi {
     }
 
     not_built_yet! {
-        exec(ExecRequest) -> ExecResponse = "Exec";
-        attach(AttachRequest) -> AttachResponse = "Attach";
-        port_forward(PortForwardRequest) -> PortForwardResponse = "PortForward";
         container_stats(ContainerStatsRequest) -> ContainerStatsResponse = "ContainerStats";
         list_container_stats(ListContainerStatsRequest) -> ListContainerStatsResponse = "ListContainerStats";
         pod_sandbox_stats(PodSandboxStatsRequest) -> PodSandboxStatsResponse = "PodSandboxStats";

@@ -19,6 +19,53 @@ use crate::runtime::linux::launch::{CreateOutcome, ExecOutcome, LinuxLaunch};
 use crate::runtime::linux::stdio::{self, OutputPipes};
 use crate::runtime::wasm::launch::ExitRecord;
 
+/// An exec started by `helper exec --stream`: its output pipes, and the helper that waits for
+/// it and reports its exit code.
+pub struct StreamingExec {
+    helper: std::process::Child,
+    helper_pidfd: Pidfd,
+    pipes: OutputPipes,
+    orphans: Arc<Orphans>,
+    container_id: String,
+}
+
+impl StreamingExec {
+    /// The read ends of the exec's stdout and stderr.
+    pub fn pipes(&self) -> &OutputPipes {
+        &self.pipes
+    }
+
+    /// The helper, which exits once the exec has.
+    pub fn helper(&self) -> &Pidfd {
+        &self.helper_pidfd
+    }
+
+    /// Waits for the helper: the exec's exit code, or why it could not run.
+    pub fn finish(self) -> Result<i32, String> {
+        finish_helper(self.helper, &self.orphans, &self.container_id)
+    }
+}
+
+fn finish_helper(
+    mut helper: std::process::Child,
+    orphans: &Orphans,
+    container_id: &str,
+) -> Result<i32, String> {
+    let mut line = String::new();
+    if let Some(out) = helper.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let status = helper.wait();
+    orphans.release(helper.id() as i32);
+    match serde_json::from_str::<ExecOutcome>(line.trim()) {
+        Ok(ExecOutcome::Exited { exit_code, .. }) => Ok(exit_code),
+        Ok(ExecOutcome::Failed { message }) => Err(message),
+        Err(e) => Err(format!(
+            "container {container_id}: the exec helper answered {line:?} ({status:?}): {e}"
+        )),
+    }
+}
+
 /// A created Linux container: its init waits for [`LinuxContainer::start`].
 pub struct LinuxContainer {
     launch: LinuxLaunch,
@@ -178,6 +225,64 @@ impl LinuxContainer {
                 self.id(),
                 output.status
             ))
+        })
+    }
+
+    /// Starts `exe helper exec --stream` for `argv` in this container: its output comes on the
+    /// returned exec's pipes as it is written. `stdin` is the read end of the exec's stdin.
+    pub fn exec_streaming(
+        &self,
+        exe: &Path,
+        argv: Vec<String>,
+        stdin: Option<OwnedFd>,
+    ) -> Result<StreamingExec, ContainerError> {
+        let host = |what: &str, e: std::io::Error| {
+            ContainerError::Host(format!("container {}: {what}: {e}", self.id()))
+        };
+        let (out_r, out_w) = stdio::pipe().map_err(|e| host("create pipes", e))?;
+        let (err_r, err_w) = stdio::pipe().map_err(|e| host("create pipes", e))?;
+        let mut command = Command::new(exe);
+        command
+            .arg("helper")
+            .arg("exec")
+            .arg("--state-root")
+            .arg(&self.launch.state_root)
+            .arg("--id")
+            .arg(&self.launch.container_id)
+            .arg("--stream");
+        if stdin.is_some() {
+            command.arg("--stdin");
+        }
+        command
+            .arg("--")
+            .args(argv)
+            .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        pass_fds(&mut command, [out_w.as_raw_fd(), err_w.as_raw_fd()]);
+        let helper = self
+            .orphans
+            .spawn(&mut command)
+            .map_err(|e| host(&format!("start {} helper exec", exe.display()), e))?;
+        drop((out_w, err_w));
+        let helper_pidfd = match Pidfd::open(helper.id() as i32) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                let mut helper = helper;
+                let _ = helper.kill();
+                let _ = finish_helper(helper, &self.orphans, self.id());
+                return Err(host("pidfd of the exec helper", e));
+            }
+        };
+        Ok(StreamingExec {
+            helper,
+            helper_pidfd,
+            pipes: OutputPipes {
+                stdout: out_r,
+                stderr: err_r,
+            },
+            orphans: self.orphans.clone(),
+            container_id: self.id().to_string(),
         })
     }
 

@@ -43,7 +43,8 @@ pub enum HelperCommand {
         #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
         stdin: bool,
     },
-    /// Run a command in a running container, killing it after the timeout.
+    /// Run a command in a running container, killing it after the timeout; its output is in
+    /// the answer, or with `--stream` it goes to fds 3 and 4 as it comes.
     Exec {
         /// libcontainer's state root.
         #[arg(long)]
@@ -54,6 +55,12 @@ pub enum HelperCommand {
         /// Timeout in milliseconds; 0 means none.
         #[arg(long, default_value_t = 0)]
         timeout_ms: u64,
+        /// The command's stdout and stderr are fds 3 and 4 (write ends), not collected.
+        #[arg(long)]
+        stream: bool,
+        /// The command reads the helper's stdin (else /dev/null).
+        #[arg(long)]
+        stdin: bool,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         argv: Vec<String>,
@@ -85,10 +92,16 @@ pub fn run(command: HelperCommand) -> i32 {
             state_root,
             id,
             timeout_ms,
+            stream,
+            stdin,
             argv,
         } => {
             let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-            serde_json::to_string(&exec(state_root, id, argv, timeout))
+            let outcome = match stream {
+                true => exec_streaming(state_root, id, argv, stdin),
+                false => exec(state_root, id, argv, timeout),
+            };
+            serde_json::to_string(&outcome)
         }
     };
     let Ok(line) = line else { return 1 };
@@ -241,11 +254,9 @@ fn exec(
     if timed_out {
         let _ = pidfd.signal(libc::SIGKILL);
     }
-    let status = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
-        Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
-        Ok(other) => return failed(format!("exec process {pid}: unexpected status {other:?}")),
-        Err(e) => return failed(format!("wait for exec process {pid}: {e}")),
+    let status = match wait_exit_code(pid) {
+        Ok(code) => code,
+        Err(message) => return failed(message),
     };
     let [stdout, stderr] = output;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -254,6 +265,64 @@ fn exec(
         timed_out,
         stdout: b64.encode(stdout),
         stderr: b64.encode(stderr),
+    }
+}
+
+/// Runs `argv` in the container with its stdout and stderr on the fds the monitor passed (3
+/// and 4), and the helper's stdin when `stdin` is set; waits for it to exit.
+fn exec_streaming(state_root: PathBuf, id: String, argv: Vec<String>, stdin: bool) -> ExecOutcome {
+    let failed = |message: String| ExecOutcome::Failed { message };
+    let process = match exec_process_file(&state_root, &id, argv) {
+        Ok(p) => p,
+        Err(message) => return failed(message),
+    };
+    // SAFETY: the monitor placed the exec's output pipes on these fds for us, and nothing
+    // else in this process owns them.
+    let (stdout, stderr) = unsafe {
+        (
+            OwnedFd::from_raw_fd(CONTAINER_STDOUT_FD),
+            OwnedFd::from_raw_fd(CONTAINER_STDERR_FD),
+        )
+    };
+    let mut builder = match builder(&state_root, id) {
+        Ok(b) => b,
+        Err(message) => return failed(message),
+    };
+    if stdin {
+        match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => builder = builder.with_stdin(fd),
+            Err(e) => return failed(format!("duplicate the helper's stdin: {e}")),
+        }
+    }
+    let pid = builder
+        .with_stdout(stdout)
+        .with_stderr(stderr)
+        .as_tenant()
+        .with_process(Some(process.path()))
+        .with_detach(true)
+        .build();
+    let pid = match pid {
+        Ok(pid) => pid.as_raw(),
+        Err(e) => return failed(describe(&e)),
+    };
+    match wait_exit_code(pid) {
+        Ok(exit_code) => ExecOutcome::Exited {
+            exit_code,
+            timed_out: false,
+            stdout: String::new(),
+            stderr: String::new(),
+        },
+        Err(message) => failed(message),
+    }
+}
+
+/// Waits for exec process `pid`: its exit code, 128 + the signal that killed it.
+fn wait_exit_code(pid: i32) -> Result<i32, String> {
+    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => Ok(code),
+        Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => Ok(128 + signal as i32),
+        Ok(other) => Err(format!("exec process {pid}: unexpected status {other:?}")),
+        Err(e) => Err(format!("wait for exec process {pid}: {e}")),
     }
 }
 

@@ -1,0 +1,243 @@
+//! End-to-end tests of Exec, Attach and PortForward: the real daemon answers a one-time URL,
+//! and an independent client (`hack/streamclient`, built on the SPDY library kubectl uses and
+//! on gorilla/websocket) runs the session over SPDY/3.1 and over WebSocket.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::containers::*;
+use common::streamclient::run_client;
+use common::*;
+use cri_proto::*;
+use tonic::Code;
+
+const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
+
+/// `sh -c script` in the busybox image.
+fn shell(env_: &PodEnv, name: &str, script: &str) -> ContainerConfig {
+    let mut config = env_.container("busybox", name, &[]);
+    config.command = vec!["sh".into(), "-c".into(), script.into()];
+    config
+}
+
+fn with_stdin(mut config: ContainerConfig, once: bool) -> ContainerConfig {
+    config.stdin = true;
+    config.stdin_once = once;
+    config
+}
+
+async fn attach_url(env_: &mut PodEnv, id: &str, stdin: bool) -> Result<String, tonic::Status> {
+    env_.client
+        .attach(AttachRequest {
+            container_id: id.into(),
+            stdin,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .map(|r| r.into_inner().url)
+}
+
+async fn exec_url(env_: &mut PodEnv, id: &str, cmd: &[&str]) -> Result<String, tonic::Status> {
+    env_.client
+        .exec(ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .map(|r| r.into_inner().url)
+}
+
+async fn port_forward_url(env_: &mut PodEnv, port: i32) -> String {
+    env_.client
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: env_.pod.clone(),
+            port: vec![port],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
+#[tokio::test]
+async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
+    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
+    for transport in TRANSPORTS {
+        let name = format!("cat-{transport}");
+        let config = with_stdin(env_.container("wasm-probe", &name, &["cat"]), true);
+        let id = env_.create(config).await.unwrap();
+        let url = attach_url(&mut env_, &id, true).await.unwrap();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        env_.start_container(&id).await;
+        let args = [
+            "attach", "--url", &url, "--transport", transport, "--stdin", "--stdout", "--stderr",
+        ];
+        let run = run_client(&args, b"line one\nline two\n").await;
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (0, "line one\nline two\nstdin closed\n"),
+            "{transport}: {run:?}\n{}",
+            env_.monitor_log()
+        );
+        let status = env_.exited(&id).await;
+        assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+        assert_eq!(
+            env_.log(&name),
+            vec![
+                line("stdout", "F", "line one"),
+                line("stdout", "F", "line two"),
+                line("stdout", "F", "stdin closed"),
+            ],
+            "the log has what the attach saw"
+        );
+        // A used URL is gone.
+        let again = run_client(&args, b"").await;
+        assert_eq!(again.code, 126, "{again:?}");
+        assert!(again.stderr.contains("404"), "{again:?}");
+    }
+
+    // A container without stdin reads EOF at once; an exited one cannot be attached to.
+    let id = env_
+        .run(env_.container("wasm-probe", "no-stdin", &["cat"]))
+        .await;
+    env_.exited(&id).await;
+    assert_eq!(
+        env_.log("no-stdin"),
+        vec![line("stdout", "F", "stdin closed")]
+    );
+    let refused = attach_url(&mut env_, &id, true).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+}
+
+#[tokio::test]
+async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    let reader = with_stdin(
+        shell(&env_, "reader", "while read l; do echo \"got $l\"; done; echo done >&2"),
+        false,
+    );
+    let reader = env_.run(reader).await;
+    let sleeper = env_.run(shell(&env_, "sleeper", "sleep 600")).await;
+    for transport in TRANSPORTS {
+        let url = exec_url(
+            &mut env_,
+            &sleeper,
+            &["sh", "-c", "cat; echo to-stderr >&2; exit 3"],
+        )
+        .await
+        .unwrap();
+        let args = [
+            "exec", "--url", &url, "--transport", transport, "--stdin", "--stdout", "--stderr",
+        ];
+        let run = run_client(&args, b"typed into exec\n").await;
+        assert_eq!(
+            (run.code, run.stdout.as_str()),
+            (3, "typed into exec\n"),
+            "{transport}: {run:?}\n{}",
+            env_.monitor_log()
+        );
+        assert!(run.stderr.contains("to-stderr"), "{transport}: {run:?}");
+
+        let url = exec_url(&mut env_, &sleeper, &["id", "-u"]).await.unwrap();
+        let args = ["exec", "--url", &url, "--transport", transport, "--stdout"];
+        let run = run_client(&args, b"").await;
+        assert_eq!((run.code, run.stdout.as_str()), (0, "0\n"), "{run:?}");
+
+        // Attach sessions come and go; without stdin_once the container's stdin stays open.
+        let url = attach_url(&mut env_, &reader, true).await.unwrap();
+        let args = ["attach", "--url", &url, "--transport", transport, "--stdin"];
+        let run = run_client(&args, format!("{transport}\n").as_bytes()).await;
+        assert_eq!(run.code, 0, "{transport}: {run:?}");
+        let expected = line("stdout", "F", &format!("got {transport}"));
+        let logged = eventually(Duration::from_secs(10), async || {
+            env_.log("reader").contains(&expected)
+        })
+        .await;
+        assert!(logged, "{transport}: {:?}", env_.log("reader"));
+    }
+    assert_eq!(
+        env_.status(&reader).await.state,
+        ContainerState::ContainerRunning as i32,
+        "two attach sessions ended, the stdin stays open"
+    );
+
+    let missing = exec_url(&mut env_, &sleeper, &[]).await.unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument, "{missing:?}");
+    let tty = env_
+        .client
+        .attach(AttachRequest {
+            container_id: reader.clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(tty.code(), Code::InvalidArgument, "{tty:?}");
+    env_.stop(&sleeper, 0).await;
+    let stopped = exec_url(&mut env_, &sleeper, &["true"]).await.unwrap_err();
+    assert_eq!(stopped.code(), Code::FailedPrecondition, "{stopped:?}");
+    env_.stop(&reader, 0).await;
+}
+
+#[tokio::test]
+async fn exec_into_a_wasm_container_is_a_clear_error() {
+    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
+    let id = env_
+        .run(env_.container("wasm-probe", "idle", &["idle"]))
+        .await;
+    let refused = exec_url(&mut env_, &id, &["sh"]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unimplemented, "{refused:?}");
+    assert!(refused.message().contains("wasm"), "{refused:?}");
+    env_.stop(&id, 0).await;
+}
+
+#[tokio::test]
+async fn port_forward_reaches_a_port_in_the_pods_network_namespace() {
+    let mut env_ = PodEnv::start(&["busybox"]).await;
+    // An echo server on the pod's loopback: each connection gets a `cat`.
+    let id = env_
+        .run(shell(&env_, "echo", "exec nc -ll -p 8080 -e /bin/cat"))
+        .await;
+    for transport in TRANSPORTS {
+        let mut last = None;
+        // Retried while nc starts listening.
+        for _ in 0..50 {
+            let url = port_forward_url(&mut env_, 8080).await;
+            let args = [
+                "portforward", "--url", &url, "--transport", transport, "--port", "8080",
+                "--send", "ping\n",
+            ];
+            let run = run_client(&args, b"").await;
+            if run.code == 0 && run.stdout == "ping\n" {
+                last = None;
+                break;
+            }
+            last = Some(run);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(last.is_none(), "{transport}: {last:?}\n{}", env_.monitor_log());
+    }
+    // Nothing listens on 8081: the error stream says so.
+    let url = port_forward_url(&mut env_, 8081).await;
+    let args = [
+        "portforward", "--url", &url, "--transport", "spdy", "--port", "8081", "--send", "x",
+    ];
+    let run = run_client(&args, b"").await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("8081"), "{run:?}");
+    // The port is the pod's, not the host's.
+    let from_host = tokio::net::TcpStream::connect("127.0.0.1:8080").await;
+    assert!(from_host.is_err(), "8080 is not open on the host");
+    env_.stop(&id, 0).await;
+}

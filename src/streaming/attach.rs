@@ -1,0 +1,140 @@
+//! An attach session on the daemon side: the pod's monitor streams the container's output in
+//! frames, which go to the client's stdout and stderr; the client's stdin goes the other way.
+//! The session ends when the container does (the monitor closes), or the client goes away.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use crate::monitor::frames::{self, FrameKind};
+use crate::monitor::protocol::{Request, Response, open_session};
+use crate::streaming::channels::{Channels, Outcome, Wanted};
+use crate::streaming::session::MonitorTarget;
+
+/// How long the monitor may take to accept a session.
+const MONITOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs an attach session to its end and reports how it ended on the error stream.
+pub async fn run(target: MonitorTarget, wanted: Wanted, channels: Channels) {
+    let request = Request::Attach {
+        container_id: target.container_id.clone(),
+        stdin: wanted.stdin,
+    };
+    relay(&target, request, channels).await;
+}
+
+/// Opens a session on the monitor with `request` and relays it until the monitor closes it
+/// or the client goes away. Used by attach and exec alike.
+pub async fn relay(target: &MonitorTarget, request: Request, channels: Channels) {
+    let Channels {
+        stdin,
+        stdout,
+        stderr,
+        mut outcome,
+    } = channels;
+    let stream = match connect(target, request).await {
+        Ok(stream) => stream,
+        Err(message) => {
+            drop((stdout, stderr));
+            let _ = outcome.send(Outcome::Failure(message));
+            return;
+        }
+    };
+    let (mut from_monitor, to_monitor) = stream.into_split();
+    let feeding = tokio::spawn(feed_stdin(stdin, to_monitor));
+    let ended = tokio::select! {
+        ended = copy_output(&mut from_monitor, stdout, stderr) => ended,
+        () = outcome.closed() => Ok(None),
+    };
+    feeding.abort();
+    let result = match ended {
+        Ok(Some(code)) if code != 0 => Outcome::ExitCode(code),
+        Ok(_) => Outcome::Success,
+        Err(e) => Outcome::Failure(format!("the pod's monitor: {e}")),
+    };
+    let _ = outcome.send(result);
+}
+
+async fn connect(target: &MonitorTarget, request: Request) -> Result<UnixStream, String> {
+    let socket = target.socket.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || open_session(&socket, &request, MONITOR_TIMEOUT))
+            .await
+            .map_err(|e| format!("the session task failed: {e}"))?;
+    let (response, stream) = opened.map_err(|e| {
+        format!(
+            "the pod's monitor at {} did not answer: {e}",
+            target.socket.display()
+        )
+    })?;
+    match response {
+        Response::Done => {}
+        Response::Failed { message } | Response::Refused { message, .. } => return Err(message),
+        other => return Err(format!("the pod's monitor answered {other:?}")),
+    }
+    stream
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(stream))
+        .map_err(|e| format!("use the monitor connection: {e}"))
+}
+
+async fn feed_stdin(stdin: Option<mpsc::Receiver<Bytes>>, mut to_monitor: OwnedWriteHalf) {
+    let Some(mut stdin) = stdin else { return };
+    while let Some(chunk) = stdin.recv().await {
+        for piece in chunk.chunks(frames::MAX_PAYLOAD) {
+            let frame = frames::encode(FrameKind::Stdin, piece);
+            if to_monitor.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = to_monitor
+        .write_all(&frames::encode(FrameKind::StdinEnd, &[]))
+        .await;
+}
+
+/// Copies output frames to the client until the monitor closes the connection; an exec's
+/// exit code frame is returned.
+async fn copy_output(
+    from_monitor: &mut (impl AsyncRead + Unpin),
+    stdout: Option<mpsc::Sender<Bytes>>,
+    stderr: Option<mpsc::Sender<Bytes>>,
+) -> std::io::Result<Option<i32>> {
+    let mut exit = None;
+    while let Some((kind, payload)) = read_frame(from_monitor).await? {
+        let to = match kind {
+            FrameKind::Stdout => stdout.as_ref(),
+            FrameKind::Stderr => stderr.as_ref(),
+            FrameKind::Exit => {
+                exit = frames::exit_code(&payload);
+                continue;
+            }
+            FrameKind::Stdin | FrameKind::StdinEnd => None,
+        };
+        if let Some(to) = to
+            && to.send(Bytes::from(payload)).await.is_err()
+        {
+            break;
+        }
+    }
+    Ok(exit)
+}
+
+async fn read_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+) -> std::io::Result<Option<(FrameKind, Vec<u8>)>> {
+    let mut header = [0; frames::HEADER_LEN];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let (kind, len) = frames::decode_header(header)?;
+    let mut payload = vec![0; len];
+    reader.read_exact(&mut payload).await?;
+    Ok(Some((kind, payload)))
+}
