@@ -29,28 +29,40 @@ fn with_stdin(mut config: ContainerConfig, once: bool) -> ContainerConfig {
     config
 }
 
-async fn attach_url(env_: &mut PodEnv, id: &str, stdin: bool) -> Result<String, tonic::Status> {
+/// Attach with stdin (or not) and with stdout and stderr (or not).
+async fn attach_url(
+    env_: &mut PodEnv,
+    id: &str,
+    stdin: bool,
+    output: bool,
+) -> Result<String, tonic::Status> {
     env_.client
         .attach(AttachRequest {
             container_id: id.into(),
             stdin,
             tty: false,
-            stdout: true,
-            stderr: true,
+            stdout: output,
+            stderr: output,
         })
         .await
         .map(|r| r.into_inner().url)
 }
 
-async fn exec_url(env_: &mut PodEnv, id: &str, cmd: &[&str]) -> Result<String, tonic::Status> {
+/// Exec with stdin, stdout and stderr, or with stdout only.
+async fn exec_url(
+    env_: &mut PodEnv,
+    id: &str,
+    cmd: &[&str],
+    all_streams: bool,
+) -> Result<String, tonic::Status> {
     env_.client
         .exec(ExecRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             tty: false,
-            stdin: true,
+            stdin: all_streams,
             stdout: true,
-            stderr: true,
+            stderr: all_streams,
         })
         .await
         .map(|r| r.into_inner().url)
@@ -75,11 +87,18 @@ async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
         let name = format!("cat-{transport}");
         let config = with_stdin(env_.container("wasm-probe", &name, &["cat"]), true);
         let id = env_.create(config).await.unwrap();
-        let url = attach_url(&mut env_, &id, true).await.unwrap();
+        let url = attach_url(&mut env_, &id, true, true).await.unwrap();
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         env_.start_container(&id).await;
         let args = [
-            "attach", "--url", &url, "--transport", transport, "--stdin", "--stdout", "--stderr",
+            "attach",
+            "--url",
+            &url,
+            "--transport",
+            transport,
+            "--stdin",
+            "--stdout",
+            "--stderr",
         ];
         let run = run_client(&args, b"line one\nline two\n").await;
         assert_eq!(
@@ -114,7 +133,7 @@ async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
         env_.log("no-stdin"),
         vec![line("stdout", "F", "stdin closed")]
     );
-    let refused = attach_url(&mut env_, &id, true).await.unwrap_err();
+    let refused = attach_url(&mut env_, &id, true, true).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
 }
 
@@ -122,7 +141,11 @@ async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
 async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
     let mut env_ = PodEnv::start(&["busybox"]).await;
     let reader = with_stdin(
-        shell(&env_, "reader", "while read l; do echo \"got $l\"; done; echo done >&2"),
+        shell(
+            &env_,
+            "reader",
+            "while read l; do echo \"got $l\"; done; echo done >&2",
+        ),
         false,
     );
     let reader = env_.run(reader).await;
@@ -132,11 +155,19 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
             &mut env_,
             &sleeper,
             &["sh", "-c", "cat; echo to-stderr >&2; exit 3"],
+            true,
         )
         .await
         .unwrap();
         let args = [
-            "exec", "--url", &url, "--transport", transport, "--stdin", "--stdout", "--stderr",
+            "exec",
+            "--url",
+            &url,
+            "--transport",
+            transport,
+            "--stdin",
+            "--stdout",
+            "--stderr",
         ];
         let run = run_client(&args, b"typed into exec\n").await;
         assert_eq!(
@@ -147,16 +178,28 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
         );
         assert!(run.stderr.contains("to-stderr"), "{transport}: {run:?}");
 
-        let url = exec_url(&mut env_, &sleeper, &["id", "-u"]).await.unwrap();
+        let url = exec_url(&mut env_, &sleeper, &["id", "-u"], false)
+            .await
+            .unwrap();
         let args = ["exec", "--url", &url, "--transport", transport, "--stdout"];
         let run = run_client(&args, b"").await;
         assert_eq!((run.code, run.stdout.as_str()), (0, "0\n"), "{run:?}");
 
-        // Attach sessions come and go; without stdin_once the container's stdin stays open.
-        let url = attach_url(&mut env_, &reader, true).await.unwrap();
-        let args = ["attach", "--url", &url, "--transport", transport, "--stdin"];
+        // Attach sessions come and go (the client detaches by going away: its timeout); without
+        // stdin_once the container's stdin stays open.
+        let url = attach_url(&mut env_, &reader, true, false).await.unwrap();
+        let args = [
+            "attach",
+            "--url",
+            &url,
+            "--transport",
+            transport,
+            "--stdin",
+            "--timeout",
+            "3s",
+        ];
         let run = run_client(&args, format!("{transport}\n").as_bytes()).await;
-        assert_eq!(run.code, 0, "{transport}: {run:?}");
+        assert_eq!(run.code, 124, "{transport}: the session lasts: {run:?}");
         let expected = line("stdout", "F", &format!("got {transport}"));
         let logged = eventually(Duration::from_secs(10), async || {
             env_.log("reader").contains(&expected)
@@ -170,7 +213,7 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
         "two attach sessions ended, the stdin stays open"
     );
 
-    let missing = exec_url(&mut env_, &sleeper, &[]).await.unwrap_err();
+    let missing = exec_url(&mut env_, &sleeper, &[], true).await.unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument, "{missing:?}");
     let tty = env_
         .client
@@ -185,7 +228,9 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
         .unwrap_err();
     assert_eq!(tty.code(), Code::InvalidArgument, "{tty:?}");
     env_.stop(&sleeper, 0).await;
-    let stopped = exec_url(&mut env_, &sleeper, &["true"]).await.unwrap_err();
+    let stopped = exec_url(&mut env_, &sleeper, &["true"], true)
+        .await
+        .unwrap_err();
     assert_eq!(stopped.code(), Code::FailedPrecondition, "{stopped:?}");
     env_.stop(&reader, 0).await;
 }
@@ -196,7 +241,7 @@ async fn exec_into_a_wasm_container_is_a_clear_error() {
     let id = env_
         .run(env_.container("wasm-probe", "idle", &["idle"]))
         .await;
-    let refused = exec_url(&mut env_, &id, &["sh"]).await.unwrap_err();
+    let refused = exec_url(&mut env_, &id, &["sh"], true).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unimplemented, "{refused:?}");
     assert!(refused.message().contains("wasm"), "{refused:?}");
     env_.stop(&id, 0).await;
@@ -205,33 +250,55 @@ async fn exec_into_a_wasm_container_is_a_clear_error() {
 #[tokio::test]
 async fn port_forward_reaches_a_port_in_the_pods_network_namespace() {
     let mut env_ = PodEnv::start(&["busybox"]).await;
-    // An echo server on the pod's loopback: each connection gets a `cat`.
-    let id = env_
-        .run(shell(&env_, "echo", "exec nc -ll -p 8080 -e /bin/cat"))
-        .await;
+    // A server on the pod's loopback: each connection gets one line answered, then closed (a
+    // WebSocket client cannot half-close, so the server ends each connection).
+    let server = "printf '#!/bin/sh\\nread l\\necho \"got $l\"\\n' >/tmp/reply && chmod +x /tmp/reply \
+                  && exec nc -ll -p 8080 -e /tmp/reply";
+    let id = env_.run(shell(&env_, "reply", server)).await;
     for transport in TRANSPORTS {
         let mut last = None;
         // Retried while nc starts listening.
         for _ in 0..50 {
             let url = port_forward_url(&mut env_, 8080).await;
             let args = [
-                "portforward", "--url", &url, "--transport", transport, "--port", "8080",
-                "--send", "ping\n",
+                "portforward",
+                "--url",
+                &url,
+                "--transport",
+                transport,
+                "--port",
+                "8080",
+                "--send",
+                "ping\n",
+                "--timeout",
+                "5s",
             ];
             let run = run_client(&args, b"").await;
-            if run.code == 0 && run.stdout == "ping\n" {
+            if run.code == 0 && run.stdout == "got ping\n" {
                 last = None;
                 break;
             }
             last = Some(run);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(last.is_none(), "{transport}: {last:?}\n{}", env_.monitor_log());
+        assert!(
+            last.is_none(),
+            "{transport}: {last:?}\n{}",
+            env_.monitor_log()
+        );
     }
     // Nothing listens on 8081: the error stream says so.
     let url = port_forward_url(&mut env_, 8081).await;
     let args = [
-        "portforward", "--url", &url, "--transport", "spdy", "--port", "8081", "--send", "x",
+        "portforward",
+        "--url",
+        &url,
+        "--transport",
+        "spdy",
+        "--port",
+        "8081",
+        "--send",
+        "x",
     ];
     let run = run_client(&args, b"").await;
     assert_eq!(run.code, 1, "{run:?}");

@@ -16,7 +16,8 @@ pub fn streamclient() -> PathBuf {
         .get_or_init(|| {
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
             let out = dir.join(format!("streamclient-{}", std::process::id()));
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/streamclient/build.sh");
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("hack/streamclient/build.sh");
             let built = std::process::Command::new("bash")
                 .arg(&script)
                 .arg(&out)

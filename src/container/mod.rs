@@ -10,9 +10,9 @@ pub mod linux;
 mod pod_files;
 mod query;
 mod recover;
-mod streams;
 pub mod select;
 pub mod spec;
+mod streams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

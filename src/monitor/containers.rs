@@ -226,7 +226,11 @@ impl PodContainers {
         Ok(())
     }
 
-    fn start_wasm(host: Arc<WasmHost>, run: WasmRun, ended: Arc<Ended>) -> Result<(), ContainerError> {
+    fn start_wasm(
+        host: Arc<WasmHost>,
+        run: WasmRun,
+        ended: Arc<Ended>,
+    ) -> Result<(), ContainerError> {
         let id = run.launch.container_id.clone();
         std::thread::Builder::new()
             .name(format!("wasm-{}", id.chars().take(12).collect::<String>()))
@@ -370,8 +374,8 @@ impl PodContainers {
         let slots = self.lock();
         let slot = slots.get(id).ok_or_else(|| unknown(id))?;
         let output = slot.log.lock().unwrap_or_else(|e| e.into_inner()).attach();
-        let output = output
-            .ok_or_else(|| ContainerError::State(format!("container {id} has exited")))?;
+        let output =
+            output.ok_or_else(|| ContainerError::State(format!("container {id} has exited")))?;
         let stdin = slot.stdin.clone().filter(|_| stdin);
         Ok((output, stdin))
     }
@@ -387,8 +391,8 @@ impl PodContainers {
         let container = self.running_linux(id)?;
         let (reader, writer) = match stdin {
             true => {
-                let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                    .map_err(|e| {
+                let (reader, writer) =
+                    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
                         ContainerError::Host(format!("container {id}: exec stdin pipe: {e}"))
                     })?;
                 (Some(reader), Some(File::from(writer)))

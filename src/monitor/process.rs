@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 
-use crate::monitor::session;
 use crate::monitor::containers::{ContainerError, PodContainers};
 use crate::monitor::orphans::{Orphans, SWEEP_INTERVAL, zombie_children};
 use crate::monitor::protocol::{ReadyLine, RefusalCode, Request, Response, with_short_path};
+use crate::monitor::session;
 
 /// What a monitor is told on its command line.
 #[derive(Debug, Clone, clap::Args)]
@@ -255,17 +255,19 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 stdin,
             } => {
                 let containers = containers.clone();
-                let spawned = std::thread::Builder::new().name("exec".into()).spawn(move || {
-                    match containers.exec_streaming(&container_id, argv, stdin) {
-                        Ok((exec, stdin)) => {
-                            let _ = respond(&stream, &Response::Done);
-                            session::serve_exec(stream, exec, stdin);
-                        }
-                        Err(e) => {
-                            let _ = respond(&stream, &refusal(e));
-                        }
-                    }
-                });
+                let spawned = std::thread::Builder::new()
+                    .name("exec".into())
+                    .spawn(
+                        move || match containers.exec_streaming(&container_id, argv, stdin) {
+                            Ok((exec, stdin)) => {
+                                let _ = respond(&stream, &Response::Done);
+                                session::serve_exec(stream, exec, stdin);
+                            }
+                            Err(e) => {
+                                let _ = respond(&stream, &refusal(e));
+                            }
+                        },
+                    );
                 if let Err(e) = spawned {
                     eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
                 }

@@ -31,9 +31,9 @@ pub fn serve_attach(
     let daemon_gone = Arc::new(AtomicBool::new(false));
     let gone = daemon_gone.clone();
     let fed = feed_stdin_on_thread(&stream, move |reader| {
-        match stdin.as_deref() {
-            Some(pipe) => feed_stdin(reader, |data| pipe.write(data), || pipe.session_ended()),
-            None => feed_stdin(reader, |_| Ok(()), || {}),
+        match stdin {
+            Some(pipe) => feed_stdin(reader, &mut ContainerStdin(pipe)),
+            None => feed_stdin(reader, &mut NoStdin),
         }
         gone.store(true, Ordering::SeqCst);
     });
@@ -46,10 +46,9 @@ pub fn serve_attach(
 /// Serves an exec session on `stream`: the exec's output as it comes, then its exit code.
 /// `stdin` is the write end of its stdin when the client sends stdin.
 pub fn serve_exec(stream: UnixStream, exec: StreamingExec, stdin: Option<File>) {
-    if let Some(mut stdin) = stdin {
+    if let Some(stdin) = stdin {
         let fed = feed_stdin_on_thread(&stream, move |reader| {
-            // Dropping the pipe at the end is the exec's EOF.
-            feed_stdin(reader, |data| stdin.write_all(data), || {});
+            feed_stdin(reader, &mut ExecStdin(Some(stdin)));
         });
         if fed.is_err() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -58,11 +57,16 @@ pub fn serve_exec(stream: UnixStream, exec: StreamingExec, stdin: Option<File>) 
     }
     let mut writer = &stream;
     let mut connected = writer.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok();
-    stdio::pump(exec.pipes(), Some(exec.helper()), None, &mut |which, chunk| {
-        if connected {
-            connected = writer.write_all(&output_frame(which, chunk)).is_ok();
-        }
-    });
+    stdio::pump(
+        exec.pipes(),
+        Some(exec.helper()),
+        None,
+        &mut |which, chunk| {
+            if connected {
+                connected = writer.write_all(&output_frame(which, chunk)).is_ok();
+            }
+        },
+    );
     let code = exec.finish();
     let frame = match code {
         Ok(code) => frames::encode(FrameKind::Exit, &code.to_be_bytes()),
@@ -100,29 +104,73 @@ fn feed_stdin_on_thread(
         .map(drop)
 }
 
-/// Passes stdin frames to `write` until the connection ends; `end` hears of the end of the
+/// Where a session's stdin goes.
+trait StdinSink {
+    /// Passes bytes on; an error means nothing more can be taken.
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()>;
+    /// The client's stdin ended.
+    fn end(&mut self);
+}
+
+/// A container's stdin pipe: its end is the session's (with `stdin_once` the container reads
+/// EOF).
+struct ContainerStdin(Arc<StdinPipe>);
+
+impl StdinSink for ContainerStdin {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(data)
+    }
+
+    fn end(&mut self) {
+        self.0.session_ended();
+    }
+}
+
+/// An exec's stdin: closing it at the end is the command's EOF.
+struct ExecStdin(Option<File>);
+
+impl StdinSink for ExecStdin {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match &mut self.0 {
+            Some(file) => file.write_all(data),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn end(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// A session without stdin: frames are read (to see the connection end) and dropped.
+struct NoStdin;
+
+impl StdinSink for NoStdin {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn end(&mut self) {}
+}
+
+/// Passes stdin frames to `sink` until the connection ends; the sink hears of the end of the
 /// client's stdin (an end frame, or the connection closing) once.
-fn feed_stdin(
-    mut reader: UnixStream,
-    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
-    end: impl FnOnce(),
-) {
-    let mut end = Some(end);
+fn feed_stdin(mut reader: UnixStream, sink: &mut dyn StdinSink) {
+    let mut ended = false;
     let mut writable = true;
     while let Ok(Some((kind, payload))) = frames::read(&mut reader) {
         match kind {
             // A container that stopped reading loses what follows; the session goes on.
-            FrameKind::Stdin if writable => writable = write(&payload).is_ok(),
-            FrameKind::StdinEnd => {
-                if let Some(end) = end.take() {
-                    end();
-                }
+            FrameKind::Stdin if writable && !ended => writable = sink.write(&payload).is_ok(),
+            FrameKind::StdinEnd if !ended => {
+                sink.end();
+                ended = true;
             }
             _ => {}
         }
     }
-    if let Some(end) = end.take() {
-        end();
+    if !ended {
+        sink.end();
     }
 }
 
@@ -159,9 +207,8 @@ mod tests {
             once: true,
         };
         let (pipe, read_end) = StdinPipe::new(mode).unwrap();
-        let session = std::thread::spawn(move || {
-            serve_attach(monitor_end, output, Some(Arc::new(pipe)))
-        });
+        let session =
+            std::thread::spawn(move || serve_attach(monitor_end, output, Some(Arc::new(pipe))));
         daemon_end
             .write_all(&frames::encode(FrameKind::Stdin, b"typed"))
             .unwrap();

@@ -21,8 +21,8 @@ use crate::os::mount::Mounter;
 use crate::store::checkpoint;
 use crate::store::layout::{Layout, NamespaceKind};
 use crate::store::sandbox::{SandboxPhase, SandboxRecord};
-use crate::streaming::session::Session;
 use crate::store::sandbox_index::{SandboxEntry, SandboxIndex};
+use crate::streaming::session::Session;
 
 pub use recover::Recovered;
 

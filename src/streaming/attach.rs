@@ -82,8 +82,17 @@ async fn connect(target: &MonitorTarget, request: Request) -> Result<UnixStream,
         .map_err(|e| format!("use the monitor connection: {e}"))
 }
 
+/// Passes the client's stdin on, then its end. Holds the connection's write half until the
+/// session is over (the task is aborted then): the monitor takes its closing as the daemon
+/// leaving.
 async fn feed_stdin(stdin: Option<mpsc::Receiver<Bytes>>, mut to_monitor: OwnedWriteHalf) {
-    let Some(mut stdin) = stdin else { return };
+    if let Some(mut stdin) = stdin {
+        forward_stdin(&mut stdin, &mut to_monitor).await;
+    }
+    std::future::pending::<()>().await;
+}
+
+async fn forward_stdin(stdin: &mut mpsc::Receiver<Bytes>, to_monitor: &mut OwnedWriteHalf) {
     while let Some(chunk) = stdin.recv().await {
         for piece in chunk.chunks(frames::MAX_PAYLOAD) {
             let frame = frames::encode(FrameKind::Stdin, piece);

@@ -327,7 +327,10 @@ async fn write_all(io: &mut BufReader<TcpStream>, bytes: &[u8]) -> Result<()> {
         .write_all(bytes)
         .await
         .context(|| "write to the streaming client".into())?;
-    stream.flush().await.context(|| "write to the streaming client".into())
+    stream
+        .flush()
+        .await
+        .context(|| "write to the streaming client".into())
 }
 
 /// Reads the request line and headers; what follows stays buffered in `io`.
@@ -386,7 +389,10 @@ mod tests {
             &[
                 ("Upgrade", "SPDY/3.1"),
                 ("X-Stream-Protocol-Version", "v4.channel.k8s.io"),
-                ("X-Stream-Protocol-Version", "v3.channel.k8s.io, channel.k8s.io"),
+                (
+                    "X-Stream-Protocol-Version",
+                    "v3.channel.k8s.io, channel.k8s.io",
+                ),
             ],
         );
         assert_eq!(spdy.token(), Some(("exec", "abc")));

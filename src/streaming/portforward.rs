@@ -34,8 +34,9 @@ impl PodDialer for NamespaceDialer {
             .spawn(move || {
                 if let Some(netns) = netns {
                     let file = std::fs::File::open(&netns)?;
-                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| std::io::Error::other(format!("enter {}: {e}", netns.display())))?;
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(
+                        |e| std::io::Error::other(format!("enter {}: {e}", netns.display())),
+                    )?;
                 }
                 loopback_connect(port)
             })?
@@ -89,28 +90,33 @@ async fn forward_one(dialer: Arc<dyn PodDialer>, netns: Option<PathBuf>, forward
         }
     };
     let (mut from_pod, mut to_pod) = stream.into_split();
-    let upstream = async move {
+    // The client's bytes go in on a task of their own; the connection is over when the pod
+    // side closes, as containerd ends it (a WebSocket client cannot half-close at all).
+    let upstream = tokio::spawn(async move {
         while let Some(chunk) = from_client.recv().await {
             if to_pod.write_all(&chunk).await.is_err() {
                 return;
             }
         }
         let _ = to_pod.shutdown().await;
-    };
-    let downstream = async move {
-        let mut buf = vec![0; 32 * 1024];
-        loop {
-            match from_pod.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if to_client.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                        return;
-                    }
+    });
+    let mut buf = vec![0; 32 * 1024];
+    loop {
+        match from_pod.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to_client
+                    .send(Bytes::copy_from_slice(&buf[..n]))
+                    .await
+                    .is_err()
+                {
+                    break;
                 }
             }
         }
-    };
-    tokio::join!(upstream, downstream);
+    }
+    upstream.abort();
+    drop((to_client, error));
 }
 
 #[cfg(test)]
@@ -134,7 +140,9 @@ mod tests {
             let (mut conn, _) = listener.accept().await.unwrap();
             let mut got = Vec::new();
             conn.read_to_end(&mut got).await.unwrap();
-            conn.write_all(&[b"echo: ".as_slice(), &got].concat()).await.unwrap();
+            conn.write_all(&[b"echo: ".as_slice(), &got].concat())
+                .await
+                .unwrap();
         });
         let (forwards_tx, forwards) = mpsc::channel(4);
         let session = tokio::spawn(run("pod", None, Arc::new(LoopbackDialer), forwards));
@@ -174,7 +182,10 @@ mod tests {
         };
         forwards_tx.send(forward).await.unwrap();
         let message = error_rx.await.unwrap();
-        assert!(message.contains(&format!("port {closed_port}")), "{message}");
+        assert!(
+            message.contains(&format!("port {closed_port}")),
+            "{message}"
+        );
         drop(forwards_tx);
         session.await.unwrap();
     }

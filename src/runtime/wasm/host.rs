@@ -14,9 +14,9 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
     Store, UpdateDeadline,
 };
+use wasmtime_wasi::cli::AsyncStdinStream;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::cli::AsyncStdinStream;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::logs::{CriLog, LogStream};

@@ -1,1 +1,0 @@
-//! SPDY/3.1 (being written).
