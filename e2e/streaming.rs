@@ -213,6 +213,40 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
         "two attach sessions ended, the stdin stays open"
     );
 
+    // A client that goes away takes its command with it.
+    let url = exec_url(&mut env_, &sleeper, &["sleep", "500"], false)
+        .await
+        .unwrap();
+    let args = [
+        "exec",
+        "--url",
+        &url,
+        "--transport",
+        "spdy",
+        "--stdout",
+        "--timeout",
+        "2s",
+    ];
+    let run = run_client(&args, b"").await;
+    assert_eq!(run.code, 124, "the client gave up: {run:?}");
+    let mut ps = String::new();
+    let gone = eventually(Duration::from_secs(10), async || {
+        let out = env_
+            .client
+            .exec_sync(ExecSyncRequest {
+                container_id: sleeper.clone(),
+                cmd: vec!["ps".into()],
+                timeout: 5,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ps = String::from_utf8_lossy(&out.stdout).into_owned();
+        !ps.contains("sleep 500")
+    })
+    .await;
+    assert!(gone, "the exec was killed with its session: {ps}");
+
     let missing = exec_url(&mut env_, &sleeper, &[], true).await.unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument, "{missing:?}");
     let tty = env_

@@ -80,6 +80,8 @@ impl Daemon {
             cgroups,
         ));
         let containers_loaded = containers.recover()?;
+        let live_pods: Vec<String> = recovered.live.iter().map(|(id, _)| id.clone()).collect();
+        containers.forget_unrecorded(&live_pods);
         tracing::info!(
             containers = containers_loaded,
             "recovered containers from disk"

@@ -143,8 +143,13 @@ impl ContainerManager {
     }
 
     fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
-        // The Creating marker lets recovery undo a create that a daemon crash cut short.
-        if let Err(e) = self.save(&record) {
+        // The Creating marker lets recovery undo a create that a daemon crash cut short: a
+        // mounted root filesystem. A container without one (a wasm artifact) leaves nothing on
+        // the host, and what it may leave in the monitor recovery removes by asking the
+        // monitors (`forget_unrecorded`): one file less per short-lived container.
+        if record.bundle.is_some()
+            && let Err(e) = self.save(&record)
+        {
             self.undo_create(&record);
             return Err(e);
         }
@@ -418,22 +423,23 @@ impl ContainerManager {
             return Ok(record.clone());
         }
         let exit_file = self.layout.container_exit(&record.id);
-        let exit = if exit_file.exists() {
-            checkpoint::read::<ExitRecord>(&exit_file)?
+        let mut exited = record.clone();
+        exited.phase = ContainerPhase::Exited;
+        if exit_file.exists() {
+            // No checkpoint: recovery reads this same exit file for a Running record, and a
+            // new file per exit is a measurable share of a short-lived container's cost.
+            exited.exit = Some(checkpoint::read::<ExitRecord>(&exit_file)?);
         } else if self.pod_monitor_gone(&record.pod_id) {
-            ExitRecord {
+            exited.exit = Some(ExitRecord {
                 exit_code: 137,
                 finished_at: now_nanos(),
                 reason: "Error".into(),
                 message: "the pod's monitor ended before the container did".into(),
-            }
+            });
+            self.save(&exited)?;
         } else {
             return Ok(record.clone());
-        };
-        let mut exited = record.clone();
-        exited.phase = ContainerPhase::Exited;
-        exited.exit = Some(exit);
-        self.save(&exited)?;
+        }
         *record = exited.clone();
         Ok(exited)
     }

@@ -83,7 +83,7 @@ pub struct ContainerManager {
 }
 
 /// How long a monitor may take to answer a request that does not wait on the guest.
-const MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ContainerManager {
     /// A manager with no containers yet; call [`ContainerManager::recover`] before serving.
@@ -147,8 +147,7 @@ impl ContainerManager {
     /// Checkpoints a record without waiting for the disk. A daemon crash keeps the write (it is
     /// in the page cache). A host crash may lose it, which loses nothing: a live container ends
     /// with its monitor anyway, and an exit is also in the exit file the monitor fsyncs, which
-    /// recovery reads. That saves about 0.4 ms per CreateContainer and StartContainer here, and
-    /// an fsync per exit seen.
+    /// recovery reads. That saves about 0.4 ms per CreateContainer and StartContainer here.
     fn save(&self, record: &ContainerRecord) -> Result<()> {
         checkpoint::write_unsynced(&self.layout.container_checkpoint(&record.id), record)
     }

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{ContainerEntry, ContainerManager};
+use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT};
 use crate::error::{Error, Result};
+use crate::monitor::protocol::{Request, Response};
 use crate::store::checkpoint;
 use crate::store::container::{CONTAINER_CHECKPOINT_VERSION, ContainerPhase, ContainerRecord};
 
@@ -51,5 +52,48 @@ impl ContainerManager {
             loaded += 1;
         }
         Ok(loaded)
+    }
+
+    /// Asks the monitors of the live pods `pod_ids` for their containers and removes those
+    /// with no record here: a CreateContainer that a daemon crash cut short before its record
+    /// was written (containers without a root filesystem have no Creating marker). Failures
+    /// are logged; the pod's end removes what is left anyway.
+    pub fn forget_unrecorded(&self, pod_ids: &[String]) {
+        for pod_id in pod_ids {
+            let socket = self.layout.monitor_socket(pod_id);
+            let listed = self
+                .monitors
+                .send(&socket, &Request::ListContainers, MONITOR_TIMEOUT);
+            let ids = match listed {
+                Ok(Response::Containers { ids }) => ids,
+                Ok(other) => {
+                    tracing::warn!(pod_id = %pod_id, answer = ?other, "the monitor did not list its containers");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(pod_id = %pod_id, error = %e, "cannot list the monitor's containers");
+                    continue;
+                }
+            };
+            let known = self.containers.read().unwrap_or_else(|e| e.into_inner());
+            let unknown: Vec<String> = ids
+                .into_iter()
+                .filter(|id| !known.contains_key(id))
+                .collect();
+            drop(known);
+            for id in unknown {
+                let forget = Request::RemoveContainer {
+                    container_id: id.clone(),
+                };
+                match self.monitors.request(&socket, &forget, MONITOR_TIMEOUT) {
+                    Ok(()) => {
+                        tracing::info!(pod_id = %pod_id, container_id = %id, "removed a container the monitor had and no record names")
+                    }
+                    Err(e) => {
+                        tracing::warn!(pod_id = %pod_id, container_id = %id, error = %e, "cannot remove a container no record names")
+                    }
+                }
+            }
+        }
     }
 }

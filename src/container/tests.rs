@@ -209,8 +209,15 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
     let saved: ContainerRecord = checkpoint::read(&fx.layout().container_checkpoint("c")).unwrap();
     assert_eq!(
         saved.phase,
-        ContainerPhase::Exited,
-        "the exit is checkpointed"
+        ContainerPhase::Running,
+        "an exit the monitor recorded is not written again: its exit file is the record"
+    );
+    let restarted = fx.manager();
+    restarted.recover().unwrap();
+    assert_eq!(
+        state(&restarted, "c"),
+        (ContainerState::ContainerExited as i32, 3),
+        "a later restart reads the same exit"
     );
     assert!(
         fx.layout().container_checkpoint("d").exists(),

@@ -35,7 +35,10 @@ impl MonitorClient for SocketMonitorClient {
 /// A monitor's answer as a result.
 pub fn outcome(response: Response) -> Result<()> {
     match response {
-        Response::Done | Response::Pong { .. } | Response::Exec { .. } => Ok(()),
+        Response::Done
+        | Response::Pong { .. }
+        | Response::Exec { .. }
+        | Response::Containers { .. } => Ok(()),
         Response::Failed { message } => Err(Error::Internal(message)),
         Response::Refused { code, message } => Err(match code {
             RefusalCode::Invalid => Error::InvalidArgument(message),

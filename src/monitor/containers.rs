@@ -430,6 +430,11 @@ impl PodContainers {
         }
     }
 
+    /// The ids of every container held.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// The monitor's children that others wait for, and the orphans it must reap.
     pub fn orphans(&self) -> Arc<Orphans> {
         self.orphans.clone()

@@ -220,6 +220,10 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 };
                 let _ = respond(&stream, &pong);
             }
+            Request::ListContainers => {
+                let ids = containers.ids();
+                let _ = respond(&stream, &Response::Containers { ids });
+            }
             // Creating a wasm container, starting one and reopening a log take a moment: they
             // are answered here, which spares a thread per request on the create+start path.
             request @ (Request::CreateWasm { .. }
@@ -338,7 +342,11 @@ fn answer(containers: &PodContainers, request: Request) -> Response {
         } => containers.stop(&container_id, Duration::from_millis(timeout_ms)),
         Request::RemoveContainer { container_id } => containers.remove(&container_id),
         Request::ReopenLog { container_id } => containers.reopen_log(&container_id),
-        Request::Ping | Request::Shutdown | Request::Attach { .. } | Request::Exec { .. } => Ok(()),
+        Request::Ping
+        | Request::Shutdown
+        | Request::ListContainers
+        | Request::Attach { .. }
+        | Request::Exec { .. } => Ok(()),
     };
     match outcome {
         Ok(()) => Response::Done,

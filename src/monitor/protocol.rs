@@ -19,6 +19,8 @@ pub enum Request {
     Ping,
     /// Stop everything in the pod and exit.
     Shutdown,
+    /// Which containers do you hold?
+    ListContainers,
     /// Load and check a wasm container; it runs on StartContainer.
     CreateWasm {
         /// What to run.
@@ -93,6 +95,11 @@ pub enum Response {
     },
     /// The request was carried out.
     Done,
+    /// Answer to ListContainers.
+    Containers {
+        /// The ids of every container the monitor holds.
+        ids: Vec<String>,
+    },
     /// Answer to ExecSync.
     Exec {
         /// What the command did.

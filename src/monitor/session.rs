@@ -44,19 +44,25 @@ pub fn serve_attach(
 }
 
 /// Serves an exec session on `stream`: the exec's output as it comes, then its exit code.
-/// `stdin` is the write end of its stdin when the client sends stdin.
+/// `stdin` is the write end of its stdin when the client sends stdin. The daemon closing the
+/// connection (its client went away) kills the command, as containerd ends an exec whose
+/// stream is gone.
 pub fn serve_exec(stream: UnixStream, exec: StreamingExec, stdin: Option<File>) {
-    if let Some(stdin) = stdin {
-        let fed = feed_stdin_on_thread(&stream, move |reader| {
-            feed_stdin(reader, &mut ExecStdin(Some(stdin)));
-        });
-        if fed.is_err() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-            return;
+    let command = exec.command();
+    let fed = feed_stdin_on_thread(&stream, move |reader| {
+        match stdin {
+            Some(stdin) => feed_stdin(reader, &mut ExecStdin(Some(stdin))),
+            None => feed_stdin(reader, &mut NoStdin),
         }
+        let _ = command.signal(libc::SIGKILL);
+    });
+    if fed.is_err() {
+        let _ = exec.command().signal(libc::SIGKILL);
     }
+    // No write timeout: a slow client slows the command down through the pipes, as with
+    // kubelet; a failed write means the daemon is gone, and nothing more is written.
     let mut writer = &stream;
-    let mut connected = writer.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok();
+    let mut connected = true;
     stdio::pump(
         exec.pipes(),
         Some(exec.helper()),
@@ -67,8 +73,7 @@ pub fn serve_exec(stream: UnixStream, exec: StreamingExec, stdin: Option<File>) 
             }
         },
     );
-    let code = exec.finish();
-    let frame = match code {
+    let frame = match exec.finish() {
         Ok(code) => frames::encode(FrameKind::Exit, &code.to_be_bytes()),
         Err(message) => {
             let mut frame = frames::encode(FrameKind::Stderr, message.as_bytes());
@@ -76,7 +81,9 @@ pub fn serve_exec(stream: UnixStream, exec: StreamingExec, stdin: Option<File>) 
             frame
         }
     };
-    let _ = writer.write_all(&frame);
+    if connected {
+        let _ = writer.write_all(&frame);
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 

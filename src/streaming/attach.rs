@@ -28,8 +28,10 @@ pub async fn run(target: MonitorTarget, wanted: Wanted, channels: Channels) {
 }
 
 /// Opens a session on the monitor with `request` and relays it until the monitor closes it
-/// or the client goes away. Used by attach and exec alike.
+/// or the client goes away. Used by attach and exec alike; an exec's session ends with its
+/// exit code, and one that ends without it failed.
 pub async fn relay(target: &MonitorTarget, request: Request, channels: Channels) {
+    let ends_with_exit_code = matches!(request, Request::Exec { .. });
     let Channels {
         stdin,
         stdout,
@@ -53,6 +55,9 @@ pub async fn relay(target: &MonitorTarget, request: Request, channels: Channels)
     feeding.abort();
     let result = match ended {
         Ok(Some(code)) if code != 0 => Outcome::ExitCode(code),
+        Ok(None) if ends_with_exit_code => {
+            Outcome::Failure("the pod's monitor ended the exec without its exit code".into())
+        }
         Ok(_) => Outcome::Success,
         Err(e) => Outcome::Failure(format!("the pod's monitor: {e}")),
     };

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::error::{Error, IoContext, Result};
 use crate::streaming::portforward::{NamespaceDialer, PodDialer};
@@ -18,12 +20,16 @@ use crate::streaming::{attach, exec, portforward, spdy, websocket};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// Most connections that may be waiting to send their request head at once (each is cheap,
+/// but a local process must not be able to hold every fd of the daemon).
+const MAX_PENDING_HEADS: usize = 64;
 
 /// The streaming server: where its URLs point, and the sessions waiting for their client.
 pub struct StreamingServer {
     address: SocketAddr,
     sessions: PendingSessions,
     dialer: Arc<dyn PodDialer>,
+    pending_heads: Arc<Semaphore>,
 }
 
 impl StreamingServer {
@@ -42,6 +48,7 @@ impl StreamingServer {
             address,
             sessions: PendingSessions::default(),
             dialer: Arc::new(NamespaceDialer),
+            pending_heads: Arc::new(Semaphore::new(MAX_PENDING_HEADS)),
         };
         Ok((Arc::new(server), listener))
     }
@@ -65,9 +72,13 @@ impl StreamingServer {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(waiting) = self.pending_heads.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "too many streaming connections without a request; closing one");
+                        continue;
+                    };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = server.handle(stream).await {
+                        if let Err(e) = server.handle(stream, waiting).await {
                             tracing::warn!(%peer, error = %e, "streaming request failed");
                         }
                     });
@@ -80,13 +91,14 @@ impl StreamingServer {
         }
     }
 
-    async fn handle(&self, stream: TcpStream) -> Result<()> {
+    async fn handle(&self, stream: TcpStream, waiting: OwnedSemaphorePermit) -> Result<()> {
         let _ = stream.set_nodelay(true);
         let mut io = BufReader::new(stream);
         let head = match tokio::time::timeout(CLIENT_TIMEOUT, read_head(&mut io)).await {
             Ok(head) => head?,
             Err(_) => return Err(Error::DeadlineExceeded("no request head in time".into())),
         };
+        drop(waiting);
         let session = head
             .token()
             .and_then(|(kind, token)| self.sessions.take(kind, token));
@@ -94,7 +106,10 @@ impl StreamingServer {
             return reply(&mut io, "404 Not Found", "unknown or expired streaming URL").await;
         };
         let span = tracing::info_span!("stream", kind = session.kind());
-        let _entered = span.enter();
+        self.run(io, head, session).instrument(span).await
+    }
+
+    async fn run(&self, io: BufReader<TcpStream>, head: Head, session: Session) -> Result<()> {
         let upgrade = head.upgrade();
         match session {
             Session::Attach { target, wanted } => {
@@ -198,7 +213,12 @@ async fn remote_command(
     match upgrade {
         Upgrade::Spdy => {
             let offered = head.values("x-stream-protocol-version");
-            let Some(protocol) = spdy::choose_remote_command_protocol(&offered) else {
+            // A client that names no protocol gets the first one, as kubelet answers it.
+            let chosen = match offered.is_empty() {
+                true => Some(FIRST_REMOTE_COMMAND_PROTOCOL),
+                false => spdy::choose_remote_command_protocol(&offered),
+            };
+            let Some(protocol) = chosen else {
                 let message = format!("no common streaming protocol in {offered:?}");
                 reply(&mut io, "403 Forbidden", &message).await?;
                 return Ok(None);
@@ -211,7 +231,12 @@ async fn remote_command(
         }
         Upgrade::WebSocket => {
             let offered = head.values("sec-websocket-protocol");
-            let Some(protocol) = websocket::choose_remote_command_protocol(&offered) else {
+            // No subprotocol offered: kubelet's unversioned framing (named "").
+            let chosen = match offered.is_empty() {
+                true => Some(""),
+                false => websocket::choose_remote_command_protocol(&offered),
+            };
+            let Some(protocol) = chosen else {
                 let message = format!("no common streaming protocol in {offered:?}");
                 reply(&mut io, "403 Forbidden", &message).await?;
                 return Ok(None);
@@ -263,7 +288,11 @@ async fn port_forward(
                     return Ok(None);
                 }
             };
-            let Some(protocol) = websocket::choose_port_forward_protocol(&offered) else {
+            let chosen = match offered.is_empty() {
+                true => Some(""),
+                false => websocket::choose_port_forward_protocol(&offered),
+            };
+            let Some(protocol) = chosen else {
                 let message = format!("no common port-forward protocol in {offered:?}");
                 reply(&mut io, "403 Forbidden", &message).await?;
                 return Ok(None);
@@ -280,6 +309,9 @@ async fn port_forward(
         }
     }
 }
+
+/// The oldest remote-command protocol, which kubelet assumes when a SPDY client names none.
+const FIRST_REMOTE_COMMAND_PROTOCOL: &str = "channel.k8s.io";
 
 /// The SPDY port-forward protocol kubelet speaks.
 const PORT_FORWARD_SPDY: &str = "portforward.k8s.io";
@@ -302,9 +334,13 @@ async fn switch_to_websocket(
         reply(io, "400 Bad Request", "Sec-WebSocket-Key is missing").await?;
         return Ok(false);
     };
+    let named = match protocol {
+        "" => String::new(),
+        protocol => format!("Sec-WebSocket-Protocol: {protocol}\r\n"),
+    };
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n",
+         Sec-WebSocket-Accept: {}\r\n{named}\r\n",
         websocket::accept_key(key)
     );
     write_all(io, response.as_bytes()).await?;
@@ -340,7 +376,9 @@ async fn read_head(io: &mut BufReader<TcpStream>) -> Result<Head> {
     let mut first = true;
     loop {
         let mut line = String::new();
-        let read = io
+        let room = (MAX_HEAD - total) as u64;
+        let read = (&mut *io)
+            .take(room + 1)
             .read_line(&mut line)
             .await
             .context(|| "read the streaming request".into())?;

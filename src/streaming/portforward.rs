@@ -100,20 +100,27 @@ async fn forward_one(dialer: Arc<dyn PodDialer>, netns: Option<PathBuf>, forward
         }
         let _ = to_pod.shutdown().await;
     });
-    let mut buf = vec![0; 32 * 1024];
-    loop {
-        match from_pod.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to_client
-                    .send(Bytes::copy_from_slice(&buf[..n]))
-                    .await
-                    .is_err()
-                {
-                    break;
+    let downstream = async {
+        let mut buf = vec![0; 32 * 1024];
+        loop {
+            match from_pod.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if to_client
+                        .send(Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         }
+    };
+    // A session that ends (the client went away) ends its connections, even idle ones.
+    tokio::select! {
+        () = downstream => {}
+        () = to_client.closed() => {}
     }
     upstream.abort();
     drop((to_client, error));

@@ -53,8 +53,9 @@ const REMOTE_COMMAND_CHANNELS: usize = 5;
 /// The `v5` channel byte of a half-close: the next byte names the channel the client closed.
 const STREAM_CLOSE: u8 = 255;
 
-/// The largest message (or frame) accepted from a client; larger ones end the session.
-const MAX_MESSAGE: usize = 16 << 20;
+/// The largest message (or frame) accepted from a client; larger ones end the session
+/// (kubectl writes 32 KiB chunks; each channel queues a few messages).
+const MAX_MESSAGE: usize = 1 << 20;
 /// How much to read from the connection at a time.
 const READ_CHUNK: usize = 16 << 10;
 /// Chunks buffered between the connection and the runner, per stream.

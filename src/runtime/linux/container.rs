@@ -19,14 +19,15 @@ use crate::runtime::linux::launch::{CreateOutcome, ExecOutcome, LinuxLaunch};
 use crate::runtime::linux::stdio::{self, OutputPipes};
 use crate::runtime::wasm::launch::ExitRecord;
 
-/// An exec started by `helper exec --stream`: its output pipes, and the helper that waits for
-/// it and reports its exit code.
+/// An exec started by `helper exec --stream`: its output pipes, the command (to kill it when
+/// its client goes away), and the helper that waits for it and reports its exit code.
 pub struct StreamingExec {
     helper: std::process::Child,
+    answers: BufReader<std::process::ChildStdout>,
     helper_pidfd: Pidfd,
+    command: Arc<Pidfd>,
     pipes: OutputPipes,
     orphans: Arc<Orphans>,
-    container_id: String,
 }
 
 impl StreamingExec {
@@ -40,30 +41,38 @@ impl StreamingExec {
         &self.helper_pidfd
     }
 
+    /// The command itself, to kill it.
+    pub fn command(&self) -> Arc<Pidfd> {
+        self.command.clone()
+    }
+
     /// Waits for the helper: the exec's exit code, or why it could not run.
-    pub fn finish(self) -> Result<i32, String> {
-        finish_helper(self.helper, &self.orphans, &self.container_id)
+    pub fn finish(mut self) -> Result<i32, String> {
+        let answer = read_answer(&mut self.answers);
+        let status = self.helper.wait();
+        self.orphans.release(self.helper.id() as i32);
+        match answer {
+            Ok(ExecOutcome::Exited { exit_code, .. }) => Ok(exit_code),
+            Ok(ExecOutcome::Failed { message }) => Err(message),
+            other => Err(format!("the exec helper answered {other:?} ({status:?})")),
+        }
     }
 }
 
-fn finish_helper(
-    mut helper: std::process::Child,
-    orphans: &Orphans,
-    container_id: &str,
-) -> Result<i32, String> {
+/// The helper's next answer line.
+fn read_answer(answers: &mut impl BufRead) -> Result<ExecOutcome, String> {
     let mut line = String::new();
-    if let Some(out) = helper.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    let status = helper.wait();
+    answers
+        .read_line(&mut line)
+        .map_err(|e| format!("read the exec helper's answer: {e}"))?;
+    serde_json::from_str(line.trim()).map_err(|e| format!("{line:?}: {e}"))
+}
+
+/// Kills and reaps a helper whose exec cannot go on.
+fn abandon(mut helper: std::process::Child, orphans: &Orphans) {
+    let _ = helper.kill();
+    let _ = helper.wait();
     orphans.release(helper.id() as i32);
-    match serde_json::from_str::<ExecOutcome>(line.trim()) {
-        Ok(ExecOutcome::Exited { exit_code, .. }) => Ok(exit_code),
-        Ok(ExecOutcome::Failed { message }) => Err(message),
-        Err(e) => Err(format!(
-            "container {container_id}: the exec helper answered {line:?} ({status:?}): {e}"
-        )),
-    }
 }
 
 /// A created Linux container: its init waits for [`LinuxContainer::start`].
@@ -260,29 +269,53 @@ impl LinuxContainer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         pass_fds(&mut command, [out_w.as_raw_fd(), err_w.as_raw_fd()]);
-        let helper = self
+        let mut helper = self
             .orphans
             .spawn(&mut command)
             .map_err(|e| host(&format!("start {} helper exec", exe.display()), e))?;
         drop((out_w, err_w));
-        let helper_pidfd = match Pidfd::open(helper.id() as i32) {
-            Ok(pidfd) => pidfd,
+        let Some(stdout) = helper.stdout.take() else {
+            abandon(helper, &self.orphans);
+            return Err(ContainerError::Host(format!(
+                "container {}: the exec helper has no stdout",
+                self.id()
+            )));
+        };
+        let mut answers = BufReader::new(stdout);
+        // The helper names the command's pid once it runs, or says why it does not.
+        let pid = match read_answer(&mut answers) {
+            Ok(ExecOutcome::Started { pid }) => pid,
+            Ok(ExecOutcome::Failed { message }) => {
+                abandon(helper, &self.orphans);
+                return Err(ContainerError::Invalid(message));
+            }
+            other => {
+                abandon(helper, &self.orphans);
+                return Err(ContainerError::Host(format!(
+                    "container {}: the exec helper answered {other:?}",
+                    self.id()
+                )));
+            }
+        };
+        let pidfds =
+            Pidfd::open(pid).and_then(|command| Ok((command, Pidfd::open(helper.id() as i32)?)));
+        let (command, helper_pidfd) = match pidfds {
+            Ok(pidfds) => pidfds,
             Err(e) => {
-                let mut helper = helper;
-                let _ = helper.kill();
-                let _ = finish_helper(helper, &self.orphans, self.id());
-                return Err(host("pidfd of the exec helper", e));
+                abandon(helper, &self.orphans);
+                return Err(host("pidfd of the exec", e));
             }
         };
         Ok(StreamingExec {
             helper,
+            answers,
             helper_pidfd,
+            command: Arc::new(command),
             pipes: OutputPipes {
                 stdout: out_r,
                 stderr: err_r,
             },
             orphans: self.orphans.clone(),
-            container_id: self.id().to_string(),
         })
     }
 

@@ -305,6 +305,11 @@ fn exec_streaming(state_root: PathBuf, id: String, argv: Vec<String>, stdin: boo
         Ok(pid) => pid.as_raw(),
         Err(e) => return failed(describe(&e)),
     };
+    // The monitor kills the command by this pid when the client goes away.
+    if let Ok(line) = serde_json::to_string(&ExecOutcome::Started { pid }) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
     match wait_exit_code(pid) {
         Ok(exit_code) => ExecOutcome::Exited {
             exit_code,

@@ -66,6 +66,11 @@ pub enum ExecOutcome {
         /// Why.
         message: String,
     },
+    /// A streaming exec's first line: the command runs as `pid` (its end follows).
+    Started {
+        /// Host pid of the command.
+        pid: i32,
+    },
 }
 
 /// The signal number of an image's StopSignal (`SIGQUIT`, `QUIT`, `3`); None when unknown.

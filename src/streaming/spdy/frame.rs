@@ -16,6 +16,9 @@ const STREAM_ID_MASK: u32 = 0x7fff_ffff;
 const LENGTH_MASK: u32 = 0x00ff_ffff;
 /// Ends the sender's half of a stream (FLAG_FIN, the same bit for control and data frames).
 const FLAG_FIN: u8 = 0x01;
+/// The largest frame accepted from a client: kubectl writes 32 KiB chunks, and each stream
+/// queues a few frames, so this bounds what one session can make the daemon hold.
+const MAX_INCOMING_PAYLOAD: u32 = 1 << 20;
 
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
@@ -162,6 +165,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Err(error) => return Err(error.into()),
             }
             let length = u32::from_be_bytes([0, head[5], head[6], head[7]]);
+            if length > MAX_INCOMING_PAYLOAD {
+                return Err(SpdyError::Malformed(
+                    "a frame over 1 MiB (clients send 32 KiB chunks)",
+                ));
+            }
             let mut payload = vec![0; length as usize];
             self.io.read_exact(&mut payload).await?;
             if let Some(frame) = decode(head, payload.into(), &mut self.headers)? {
