@@ -477,8 +477,18 @@ async fn bad_input_gets_clear_errors() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
     let err = client.attach(AttachRequest::default()).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
     assert!(err.message().contains("Attach"), "{}", err.message());
+    let err = client
+        .container_stats(ContainerStatsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert!(
+        err.message().contains("ContainerStats"),
+        "{}",
+        err.message()
+    );
     let err = daemon
         .images()
         .await

@@ -152,3 +152,126 @@ async fn read_frame(
     reader.read_exact(&mut payload).await?;
     Ok(Some((kind, payload)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use tokio::sync::oneshot;
+
+    /// A monitor that answers one session request with `done`, then sends `frames`, then
+    /// closes; it returns the request line it got and the stdin frames the daemon sent.
+    fn fake_monitor(
+        socket: &std::path::Path,
+        frames_out: Vec<u8>,
+    ) -> std::thread::JoinHandle<(String, Vec<u8>)> {
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut writer = &stream;
+            writer.write_all(b"{\"result\":\"done\"}\n").unwrap();
+            let mut stdin = Vec::new();
+            if let Some((FrameKind::Stdin, data)) = frames::read(&mut reader).unwrap() {
+                stdin = data;
+            }
+            writer.write_all(&frames_out).unwrap();
+            (request, stdin)
+        })
+    }
+
+    fn channels() -> (
+        Channels,
+        mpsc::Sender<Bytes>,
+        mpsc::Receiver<Bytes>,
+        oneshot::Receiver<Outcome>,
+    ) {
+        let (stdin_tx, stdin) = mpsc::channel(4);
+        let (stdout, stdout_rx) = mpsc::channel(4);
+        let (outcome, outcome_rx) = oneshot::channel();
+        let channels = Channels {
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: None,
+            outcome,
+        };
+        (channels, stdin_tx, stdout_rx, outcome_rx)
+    }
+
+    #[tokio::test]
+    async fn an_exec_session_relays_stdin_output_and_its_exit_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = MonitorTarget {
+            container_id: "c1".into(),
+            socket: dir.path().join("m.sock"),
+        };
+        let mut out = frames::encode(FrameKind::Stdout, b"hello");
+        out.extend(frames::encode(FrameKind::Stderr, b"not asked for"));
+        out.extend(frames::encode(FrameKind::Exit, &3i32.to_be_bytes()));
+        let monitor = fake_monitor(&target.socket, out);
+        let (channels, stdin, mut stdout, outcome) = channels();
+        stdin.send(Bytes::from_static(b"typed")).await.unwrap();
+        let request = Request::Exec {
+            container_id: "c1".into(),
+            argv: vec!["cat".into()],
+            stdin: true,
+        };
+        relay(&target, request, channels).await;
+        assert_eq!(stdout.recv().await.unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(stdout.recv().await, None);
+        assert_eq!(outcome.await.unwrap(), Outcome::ExitCode(3));
+        let (request, typed) = monitor.join().unwrap();
+        assert!(request.contains("\"op\":\"exec\""), "{request}");
+        assert_eq!(typed, b"typed");
+    }
+
+    #[tokio::test]
+    async fn an_exec_cut_short_fails_and_an_attach_ends_in_success() {
+        let dir = tempfile::tempdir().unwrap();
+        for (request, expected) in [
+            (
+                Request::Exec {
+                    container_id: "c".into(),
+                    argv: vec!["true".into()],
+                    stdin: true,
+                },
+                Outcome::Failure("the pod's monitor ended the exec without its exit code".into()),
+            ),
+            (
+                Request::Attach {
+                    container_id: "c".into(),
+                    stdin: true,
+                },
+                Outcome::Success,
+            ),
+        ] {
+            let target = MonitorTarget {
+                container_id: "c".into(),
+                socket: dir
+                    .path()
+                    .join(format!("{}.sock", expected == Outcome::Success)),
+            };
+            let monitor = fake_monitor(&target.socket, Vec::new());
+            let (channels, stdin, _stdout, outcome) = channels();
+            stdin.send(Bytes::from_static(b"x")).await.unwrap();
+            relay(&target, request, channels).await;
+            assert_eq!(outcome.await.unwrap(), expected);
+            monitor.join().unwrap();
+        }
+        let gone = MonitorTarget {
+            container_id: "c".into(),
+            socket: dir.path().join("nobody.sock"),
+        };
+        let (channels, _stdin, _stdout, outcome) = channels();
+        let attach = Request::Attach {
+            container_id: "c".into(),
+            stdin: false,
+        };
+        relay(&gone, attach, channels).await;
+        assert!(
+            matches!(outcome.await.unwrap(), Outcome::Failure(m) if m.contains("did not answer"))
+        );
+    }
+}
