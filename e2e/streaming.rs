@@ -16,6 +16,18 @@ use tonic::Code;
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
 
+/// The stream client's arguments for a `kind` session on `url` over `transport`.
+fn client_args<'a>(
+    kind: &'a str,
+    url: &'a str,
+    transport: &'a str,
+    flags: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![kind, "--url", url, "--transport", transport];
+    args.extend_from_slice(flags);
+    args
+}
+
 /// `sh -c script` in the busybox image.
 fn shell(env_: &PodEnv, name: &str, script: &str) -> ContainerConfig {
     let mut config = env_.container("busybox", name, &[]);
@@ -90,16 +102,12 @@ async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
         let url = attach_url(&mut env_, &id, true, true).await.unwrap();
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         env_.start_container(&id).await;
-        let args = [
+        let args = client_args(
             "attach",
-            "--url",
             &url,
-            "--transport",
             transport,
-            "--stdin",
-            "--stdout",
-            "--stderr",
-        ];
+            &["--stdin", "--stdout", "--stderr"],
+        );
         let run = run_client(&args, b"line one\nline two\n").await;
         assert_eq!(
             (run.code, run.stdout.as_str()),
@@ -159,16 +167,12 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
         )
         .await
         .unwrap();
-        let args = [
+        let args = client_args(
             "exec",
-            "--url",
             &url,
-            "--transport",
             transport,
-            "--stdin",
-            "--stdout",
-            "--stderr",
-        ];
+            &["--stdin", "--stdout", "--stderr"],
+        );
         let run = run_client(&args, b"typed into exec\n").await;
         assert_eq!(
             (run.code, run.stdout.as_str()),
@@ -181,23 +185,14 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
         let url = exec_url(&mut env_, &sleeper, &["id", "-u"], false)
             .await
             .unwrap();
-        let args = ["exec", "--url", &url, "--transport", transport, "--stdout"];
+        let args = client_args("exec", &url, transport, &["--stdout"]);
         let run = run_client(&args, b"").await;
         assert_eq!((run.code, run.stdout.as_str()), (0, "0\n"), "{run:?}");
 
         // Attach sessions come and go (the client detaches by going away: its timeout); without
         // stdin_once the container's stdin stays open.
         let url = attach_url(&mut env_, &reader, true, false).await.unwrap();
-        let args = [
-            "attach",
-            "--url",
-            &url,
-            "--transport",
-            transport,
-            "--stdin",
-            "--timeout",
-            "3s",
-        ];
+        let args = client_args("attach", &url, transport, &["--stdin", "--timeout", "3s"]);
         let run = run_client(&args, format!("{transport}\n").as_bytes()).await;
         assert_eq!(run.code, 124, "{transport}: the session lasts: {run:?}");
         let expected = line("stdout", "F", &format!("got {transport}"));
@@ -217,16 +212,7 @@ async fn exec_and_attach_in_a_linux_container_over_spdy_and_websocket() {
     let url = exec_url(&mut env_, &sleeper, &["sleep", "500"], false)
         .await
         .unwrap();
-    let args = [
-        "exec",
-        "--url",
-        &url,
-        "--transport",
-        "spdy",
-        "--stdout",
-        "--timeout",
-        "2s",
-    ];
+    let args = client_args("exec", &url, "spdy", &["--stdout", "--timeout", "2s"]);
     let run = run_client(&args, b"").await;
     assert_eq!(run.code, 124, "the client gave up: {run:?}");
     let mut ps = String::new();
@@ -294,19 +280,12 @@ async fn port_forward_reaches_a_port_in_the_pods_network_namespace() {
         // Retried while nc starts listening.
         for _ in 0..50 {
             let url = port_forward_url(&mut env_, 8080).await;
-            let args = [
+            let args = client_args(
                 "portforward",
-                "--url",
                 &url,
-                "--transport",
                 transport,
-                "--port",
-                "8080",
-                "--send",
-                "ping\n",
-                "--timeout",
-                "5s",
-            ];
+                &["--port", "8080", "--send", "ping\n", "--timeout", "5s"],
+            );
             let run = run_client(&args, b"").await;
             if run.code == 0 && run.stdout == "got ping\n" {
                 last = None;
@@ -323,17 +302,12 @@ async fn port_forward_reaches_a_port_in_the_pods_network_namespace() {
     }
     // Nothing listens on 8081: the error stream says so.
     let url = port_forward_url(&mut env_, 8081).await;
-    let args = [
+    let args = client_args(
         "portforward",
-        "--url",
         &url,
-        "--transport",
         "spdy",
-        "--port",
-        "8081",
-        "--send",
-        "x",
-    ];
+        &["--port", "8081", "--send", "x"],
+    );
     let run = run_client(&args, b"").await;
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("8081"), "{run:?}");

@@ -237,9 +237,8 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 stdin,
             } => {
                 let containers = containers.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("attach".into())
-                    .spawn(move || match containers.attach(&container_id, stdin) {
+                on_thread("attach", pod_id, move || {
+                    match containers.attach(&container_id, stdin) {
                         Ok((output, stdin)) => {
                             if respond(&stream, &Response::Done).is_ok() {
                                 session::serve_attach(stream, output, stdin);
@@ -248,10 +247,8 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                         Err(e) => {
                             let _ = respond(&stream, &refusal(e));
                         }
-                    });
-                if let Err(e) = spawned {
-                    eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
-                }
+                    }
+                });
             }
             Request::Exec {
                 container_id,
@@ -259,38 +256,37 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 stdin,
             } => {
                 let containers = containers.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("exec".into())
-                    .spawn(
-                        move || match containers.exec_streaming(&container_id, argv, stdin) {
-                            Ok((exec, stdin)) => {
-                                let _ = respond(&stream, &Response::Done);
-                                session::serve_exec(stream, exec, stdin);
-                            }
-                            Err(e) => {
-                                let _ = respond(&stream, &refusal(e));
-                            }
-                        },
-                    );
-                if let Err(e) = spawned {
-                    eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
-                }
+                on_thread("exec", pod_id, move || {
+                    match containers.exec_streaming(&container_id, argv, stdin) {
+                        Ok((exec, stdin)) => {
+                            let _ = respond(&stream, &Response::Done);
+                            session::serve_exec(stream, exec, stdin);
+                        }
+                        Err(e) => {
+                            let _ = respond(&stream, &refusal(e));
+                        }
+                    }
+                });
             }
             // The others may wait (a stop's grace period, the helper, an exec): each gets a
             // thread.
             request => {
                 let containers = containers.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("control".into())
-                    .spawn(move || {
-                        let response = answer(&containers, request);
-                        let _ = respond(&stream, &response);
-                    });
-                if let Err(e) = spawned {
-                    eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
-                }
+                on_thread("control", pod_id, move || {
+                    let response = answer(&containers, request);
+                    let _ = respond(&stream, &response);
+                });
             }
         }
+    }
+}
+
+/// Runs `work` on a new thread named `name`; a thread that cannot start is logged (the
+/// request's connection closes unanswered, which the daemon reports).
+fn on_thread(name: &str, pod_id: &str, work: impl FnOnce() + Send + 'static) {
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(work);
+    if let Err(e) = spawned {
+        eprintln!("monitor for pod {pod_id}: cannot start a thread: {e}");
     }
 }
 

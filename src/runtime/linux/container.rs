@@ -199,14 +199,8 @@ impl LinuxContainer {
         argv: Vec<String>,
         timeout: std::time::Duration,
     ) -> Result<ExecOutcome, ContainerError> {
-        let mut command = Command::new(exe);
+        let mut command = self.helper_exec(exe);
         command
-            .arg("helper")
-            .arg("exec")
-            .arg("--state-root")
-            .arg(&self.launch.state_root)
-            .arg("--id")
-            .arg(&self.launch.container_id)
             .arg("--timeout-ms")
             .arg(timeout.as_millis().to_string())
             .arg("--")
@@ -250,15 +244,8 @@ impl LinuxContainer {
         };
         let (out_r, out_w) = stdio::pipe().map_err(|e| host("create pipes", e))?;
         let (err_r, err_w) = stdio::pipe().map_err(|e| host("create pipes", e))?;
-        let mut command = Command::new(exe);
-        command
-            .arg("helper")
-            .arg("exec")
-            .arg("--state-root")
-            .arg(&self.launch.state_root)
-            .arg("--id")
-            .arg(&self.launch.container_id)
-            .arg("--stream");
+        let mut command = self.helper_exec(exe);
+        command.arg("--stream");
         if stdin.is_some() {
             command.arg("--stdin");
         }
@@ -317,6 +304,19 @@ impl LinuxContainer {
             },
             orphans: self.orphans.clone(),
         })
+    }
+
+    /// `exe helper exec` for this container, to be given its options and command.
+    fn helper_exec(&self, exe: &Path) -> Command {
+        let mut command = Command::new(exe);
+        command
+            .arg("helper")
+            .arg("exec")
+            .arg("--state-root")
+            .arg(&self.launch.state_root)
+            .arg("--id")
+            .arg(&self.launch.container_id);
+        command
     }
 
     /// Sends `signal` to the container's init (nothing once it has exited).

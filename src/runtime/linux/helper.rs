@@ -224,16 +224,9 @@ fn exec(
         Err(message) => return failed(message),
     };
     let started = Instant::now();
-    let pid = builder
-        .with_stdout(out_w)
-        .with_stderr(err_w)
-        .as_tenant()
-        .with_process(Some(process.path()))
-        .with_detach(true)
-        .build();
-    let pid = match pid {
-        Ok(pid) => pid.as_raw(),
-        Err(e) => return failed(describe(&e)),
+    let pid = match start_exec(builder, out_w, err_w, &process) {
+        Ok(pid) => pid,
+        Err(message) => return failed(message),
     };
     let pidfd = match crate::os::process::Pidfd::open(pid) {
         Ok(p) => p,
@@ -294,16 +287,9 @@ fn exec_streaming(state_root: PathBuf, id: String, argv: Vec<String>, stdin: boo
             Err(e) => return failed(format!("duplicate the helper's stdin: {e}")),
         }
     }
-    let pid = builder
-        .with_stdout(stdout)
-        .with_stderr(stderr)
-        .as_tenant()
-        .with_process(Some(process.path()))
-        .with_detach(true)
-        .build();
-    let pid = match pid {
-        Ok(pid) => pid.as_raw(),
-        Err(e) => return failed(describe(&e)),
+    let pid = match start_exec(builder, stdout, stderr, &process) {
+        Ok(pid) => pid,
+        Err(message) => return failed(message),
     };
     // The monitor kills the command by this pid when the client goes away.
     if let Ok(line) = serde_json::to_string(&ExecOutcome::Started { pid }) {
@@ -319,6 +305,25 @@ fn exec_streaming(state_root: PathBuf, id: String, argv: Vec<String>, stdin: boo
         },
         Err(message) => failed(message),
     }
+}
+
+/// Starts the exec described by `process` in the container, its output on `stdout` and
+/// `stderr`: its host pid.
+fn start_exec(
+    builder: ContainerBuilder,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    process: &tempfile::NamedTempFile,
+) -> Result<i32, String> {
+    builder
+        .with_stdout(stdout)
+        .with_stderr(stderr)
+        .as_tenant()
+        .with_process(Some(process.path()))
+        .with_detach(true)
+        .build()
+        .map(|pid| pid.as_raw())
+        .map_err(|e| describe(&e))
 }
 
 /// Waits for exec process `pid`: its exit code, 128 + the signal that killed it.
