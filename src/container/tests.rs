@@ -230,6 +230,33 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
 }
 
 #[test]
+fn recovery_removes_what_a_monitor_holds_and_no_record_names() {
+    let fx = Fixture::new();
+    fx.record("known", "known", ContainerPhase::Created);
+    *fx.monitor.held.lock().unwrap() = vec!["known".into(), "ghost".into()];
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    manager.forget_unrecorded(std::slice::from_ref(&fx.pod));
+    let removed: Vec<Request> = fx
+        .monitor
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r, Request::RemoveContainer { .. }))
+        .collect();
+    assert_eq!(
+        removed,
+        vec![Request::RemoveContainer {
+            container_id: "ghost".into()
+        }],
+        "only the container no record names is removed"
+    );
+    assert_eq!(
+        state(&manager, "known").0,
+        ContainerState::ContainerCreated as i32
+    );
+}
+
+#[test]
 fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Created);

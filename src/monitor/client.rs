@@ -59,6 +59,8 @@ pub struct FakeMonitorClient {
     pub fail_with: Mutex<Option<fn() -> Error>>,
     /// Called with each request that succeeds (e.g. to write an exit file on a stop).
     pub on_request: Mutex<Option<RequestHook>>,
+    /// What ListContainers answers.
+    pub held: Mutex<Vec<String>>,
 }
 
 impl FakeMonitorClient {
@@ -82,6 +84,10 @@ impl MonitorClient for FakeMonitorClient {
         }
         if let Some(hook) = &*self.on_request.lock().unwrap_or_else(|e| e.into_inner()) {
             hook(request);
+        }
+        if let Request::ListContainers = request {
+            let ids = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return Ok(Response::Containers { ids });
         }
         Ok(Response::Done)
     }
