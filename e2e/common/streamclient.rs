@@ -42,11 +42,16 @@ pub struct ClientRun {
     pub stderr: String,
 }
 
-/// Runs the client with `args`, `input` on its stdin (then closed), for at most 30 s.
+/// Runs the client with `args`, `input` on its stdin (then closed), for at most 30 s (the
+/// client's own `--timeout` is 20 s unless `args` set one).
 pub async fn run_client(args: &[&str], input: &[u8]) -> ClientRun {
+    let timeout: &[&str] = match args.contains(&"--timeout") {
+        true => &[],
+        false => &["--timeout", "20s"],
+    };
     let mut child = tokio::process::Command::new(streamclient())
         .args(args)
-        .args(["--timeout", "20s"])
+        .args(timeout)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

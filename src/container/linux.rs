@@ -290,7 +290,7 @@ pub(super) fn exec_result(
             exit_code,
         }),
         ExecOutcome::Failed { message } => Err(exec_failure(id, cmd, message)),
-        ExecOutcome::Started { .. } => Err(Error::Internal(format!(
+        ExecOutcome::Started => Err(Error::Internal(format!(
             "ExecSync {cmd:?} in container {id}: the helper reported a start but no end"
         ))),
     }

@@ -48,16 +48,16 @@ pub fn serve_attach(
 /// connection (its client went away) kills the command, as containerd ends an exec whose
 /// stream is gone.
 pub fn serve_exec(stream: UnixStream, exec: StreamingExec, stdin: Option<File>) {
-    let command = exec.command();
+    let kill = exec.killer();
     let fed = feed_stdin_on_thread(&stream, move |reader| {
         match stdin {
             Some(stdin) => feed_stdin(reader, &mut ExecStdin(Some(stdin))),
             None => feed_stdin(reader, &mut NoStdin),
         }
-        let _ = command.signal(libc::SIGKILL);
+        kill();
     });
     if fed.is_err() {
-        let _ = exec.command().signal(libc::SIGKILL);
+        exec.killer()();
     }
     // No write timeout: a slow client slows the command down through the pipes, as with
     // kubelet; a failed write means the daemon is gone, and nothing more is written.

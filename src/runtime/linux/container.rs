@@ -19,13 +19,12 @@ use crate::runtime::linux::launch::{CreateOutcome, ExecOutcome, LinuxLaunch};
 use crate::runtime::linux::stdio::{self, OutputPipes};
 use crate::runtime::wasm::launch::ExitRecord;
 
-/// An exec started by `helper exec --stream`: its output pipes, the command (to kill it when
-/// its client goes away), and the helper that waits for it and reports its exit code.
+/// An exec started by `helper exec --stream`: its output pipes, and the helper that waits for
+/// the command, reports its exit code, and kills it on SIGTERM (when its client goes away).
 pub struct StreamingExec {
     helper: std::process::Child,
     answers: BufReader<std::process::ChildStdout>,
-    helper_pidfd: Pidfd,
-    command: Arc<Pidfd>,
+    helper_pidfd: Arc<Pidfd>,
     pipes: OutputPipes,
     orphans: Arc<Orphans>,
 }
@@ -41,9 +40,13 @@ impl StreamingExec {
         &self.helper_pidfd
     }
 
-    /// The command itself, to kill it.
-    pub fn command(&self) -> Arc<Pidfd> {
-        self.command.clone()
+    /// Kills the command: SIGTERM to the helper, which kills it while it knows its pid is
+    /// still the command's (nothing once the helper has been reaped).
+    pub fn killer(&self) -> impl Fn() + Send + 'static {
+        let helper = self.helper_pidfd.clone();
+        move || {
+            let _ = helper.signal(libc::SIGTERM);
+        }
     }
 
     /// Waits for the helper: the exec's exit code, or why it could not run.
@@ -269,9 +272,9 @@ impl LinuxContainer {
             )));
         };
         let mut answers = BufReader::new(stdout);
-        // The helper names the command's pid once it runs, or says why it does not.
-        let pid = match read_answer(&mut answers) {
-            Ok(ExecOutcome::Started { pid }) => pid,
+        // The helper says when the command runs, or why it does not.
+        match read_answer(&mut answers) {
+            Ok(ExecOutcome::Started) => {}
             Ok(ExecOutcome::Failed { message }) => {
                 abandon(helper, &self.orphans);
                 return Err(ContainerError::Invalid(message));
@@ -283,21 +286,18 @@ impl LinuxContainer {
                     self.id()
                 )));
             }
-        };
-        let pidfds =
-            Pidfd::open(pid).and_then(|command| Ok((command, Pidfd::open(helper.id() as i32)?)));
-        let (command, helper_pidfd) = match pidfds {
-            Ok(pidfds) => pidfds,
+        }
+        let helper_pidfd = match Pidfd::open(helper.id() as i32) {
+            Ok(pidfd) => Arc::new(pidfd),
             Err(e) => {
                 abandon(helper, &self.orphans);
-                return Err(host("pidfd of the exec", e));
+                return Err(host("pidfd of the exec helper", e));
             }
         };
         Ok(StreamingExec {
             helper,
             answers,
             helper_pidfd,
-            command: Arc::new(command),
             pipes: OutputPipes {
                 stdout: out_r,
                 stderr: err_r,

@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -291,11 +292,25 @@ fn exec_streaming(state_root: PathBuf, id: String, argv: Vec<String>, stdin: boo
         Ok(pid) => pid,
         Err(message) => return failed(message),
     };
-    // The monitor kills the command by this pid when the client goes away.
-    if let Ok(line) = serde_json::to_string(&ExecOutcome::Started { pid }) {
+    if let Err(message) = forward_sigterm_to(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = wait_exit_code(pid);
+        return failed(message);
+    }
+    if let Ok(line) = serde_json::to_string(&ExecOutcome::Started) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     }
+    // Wait without reaping first: while the command is a zombie its pid cannot name another
+    // process, so a SIGTERM until then kills only the command.
+    let _ = nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(pid)),
+        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    );
+    EXEC_TO_KILL.store(0, Ordering::SeqCst);
     match wait_exit_code(pid) {
         Ok(exit_code) => ExecOutcome::Exited {
             exit_code,
@@ -305,6 +320,35 @@ fn exec_streaming(state_root: PathBuf, id: String, argv: Vec<String>, stdin: boo
         },
         Err(message) => failed(message),
     }
+}
+
+/// The command a streaming exec's helper kills on SIGTERM (0: none).
+static EXEC_TO_KILL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn kill_exec(_: libc::c_int) {
+    let pid = EXEC_TO_KILL.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Makes SIGTERM to the helper kill the command `pid` (the monitor ends an exec whose client
+/// went away this way: the helper, its child, is the one that knows the command's pid is not
+/// reused).
+fn forward_sigterm_to(pid: i32) -> Result<(), String> {
+    EXEC_TO_KILL.store(pid, Ordering::SeqCst);
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(kill_exec),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: the handler only reads an atomic and calls kill(2).
+    unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action) }
+        .map(drop)
+        .map_err(|e| format!("install the exec's SIGTERM handler: {e}"))
 }
 
 /// Starts the exec described by `process` in the container, its output on `stdout` and

@@ -66,11 +66,9 @@ pub enum ExecOutcome {
         /// Why.
         message: String,
     },
-    /// A streaming exec's first line: the command runs as `pid` (its end follows).
-    Started {
-        /// Host pid of the command.
-        pid: i32,
-    },
+    /// A streaming exec's first line: the command runs (its end follows); SIGTERM to the
+    /// helper kills it from now on.
+    Started,
 }
 
 /// The signal number of an image's StopSignal (`SIGQUIT`, `QUIT`, `3`); None when unknown.
