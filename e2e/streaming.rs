@@ -94,10 +94,16 @@ async fn port_forward_url(env_: &mut PodEnv, port: i32) -> String {
 
 #[tokio::test]
 async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
-    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
-    for transport in TRANSPORTS {
-        let name = format!("cat-{transport}");
-        let config = with_stdin(env_.container("wasm-probe", &name, &["cat"]), true);
+    let mut env_ = PodEnv::start(&["wasm-probe", "wasm-probe-component"]).await;
+    // A p1 module over both transports, and the same program as a p2 component.
+    let runs = [
+        ("wasm-probe", "spdy"),
+        ("wasm-probe", "websocket"),
+        ("wasm-probe-component", "spdy"),
+    ];
+    for (i, (image, transport)) in runs.into_iter().enumerate() {
+        let name = format!("cat-{i}");
+        let config = with_stdin(env_.container(image, &name, &["cat"]), true);
         let id = env_.create(config).await.unwrap();
         let url = attach_url(&mut env_, &id, true, true).await.unwrap();
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
@@ -112,7 +118,7 @@ async fn attach_gives_a_wasm_container_its_stdin_and_streams_its_output() {
         assert_eq!(
             (run.code, run.stdout.as_str()),
             (0, "line one\nline two\nstdin closed\n"),
-            "{transport}: {run:?}\n{}",
+            "{image} over {transport}: {run:?}\n{}",
             env_.monitor_log()
         );
         let status = env_.exited(&id).await;
