@@ -13,7 +13,7 @@ use crate::streaming::channels::Wanted;
 impl RuntimeApi {
     #[tracing::instrument(name = "Exec", skip_all, fields(container_id = %request.container_id))]
     pub(super) async fn exec_rpc(&self, request: ExecRequest) -> Result<ExecResponse> {
-        let wanted = wanted(request.stdin, request.stdout, request.stderr, request.tty);
+        let wanted = Wanted::new(request.stdin, request.stdout, request.stderr, request.tty);
         let containers = self.daemon.containers.clone();
         let session =
             blocking(move || containers.exec_session(&request.container_id, request.cmd, wanted))
@@ -25,7 +25,7 @@ impl RuntimeApi {
 
     #[tracing::instrument(name = "Attach", skip_all, fields(container_id = %request.container_id))]
     pub(super) async fn attach_rpc(&self, request: AttachRequest) -> Result<AttachResponse> {
-        let wanted = wanted(request.stdin, request.stdout, request.stderr, request.tty);
+        let wanted = Wanted::new(request.stdin, request.stdout, request.stderr, request.tty);
         let containers = self.daemon.containers.clone();
         let session =
             blocking(move || containers.attach_session(&request.container_id, wanted)).await?;
@@ -46,15 +46,5 @@ impl RuntimeApi {
         Ok(PortForwardResponse {
             url: self.daemon.streaming.url(session)?,
         })
-    }
-}
-
-/// The streams an Exec or Attach request asks for.
-fn wanted(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Wanted {
-    Wanted {
-        stdin,
-        stdout,
-        stderr,
-        tty,
     }
 }

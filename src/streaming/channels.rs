@@ -18,6 +18,18 @@ pub struct Wanted {
     pub tty: bool,
 }
 
+impl Wanted {
+    /// The streams of an Exec or Attach request, in the order the CRI messages list them.
+    pub fn new(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Self {
+        Wanted {
+            stdin,
+            stdout,
+            stderr,
+            tty,
+        }
+    }
+}
+
 /// How the session ended, written on the error stream as a Kubernetes `metav1.Status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -214,13 +214,9 @@ async fn remote_command(
         Upgrade::Spdy => {
             let offered = head.values("x-stream-protocol-version");
             // A client that names no protocol gets the first one, as kubelet answers it.
-            let chosen = match offered.is_empty() {
-                true => Some(FIRST_REMOTE_COMMAND_PROTOCOL),
-                false => spdy::choose_remote_command_protocol(&offered),
-            };
-            let Some(protocol) = chosen else {
-                let message = format!("no common streaming protocol in {offered:?}");
-                reply(&mut io, "403 Forbidden", &message).await?;
+            let fallback = Some(FIRST_REMOTE_COMMAND_PROTOCOL);
+            let choose = spdy::choose_remote_command_protocol;
+            let Some(protocol) = negotiate(&mut io, &offered, fallback, choose).await? else {
                 return Ok(None);
             };
             switch_to_spdy(&mut io, protocol).await?;
@@ -231,14 +227,8 @@ async fn remote_command(
         }
         Upgrade::WebSocket => {
             let offered = head.values("sec-websocket-protocol");
-            // No subprotocol offered: kubelet's unversioned framing (named "").
-            let chosen = match offered.is_empty() {
-                true => Some(""),
-                false => websocket::choose_remote_command_protocol(&offered),
-            };
-            let Some(protocol) = chosen else {
-                let message = format!("no common streaming protocol in {offered:?}");
-                reply(&mut io, "403 Forbidden", &message).await?;
+            let choose = websocket::choose_remote_command_protocol;
+            let Some(protocol) = negotiate(&mut io, &offered, UNVERSIONED, choose).await? else {
                 return Ok(None);
             };
             if !switch_to_websocket(&mut io, head, protocol).await? {
@@ -247,8 +237,7 @@ async fn remote_command(
             Ok(Some(websocket::accept_remote_command(io, protocol, wanted)))
         }
         Upgrade::None => {
-            let message = "upgrade to SPDY/3.1 or websocket to use this URL";
-            reply(&mut io, "400 Bad Request", message).await?;
+            reply(&mut io, "400 Bad Request", NOT_AN_UPGRADE).await?;
             Ok(None)
         }
     }
@@ -264,9 +253,12 @@ async fn port_forward(
     match upgrade {
         Upgrade::Spdy => {
             let offered = head.values("x-stream-protocol-version");
-            if !offered.contains(&PORT_FORWARD_SPDY) {
-                let message = format!("{PORT_FORWARD_SPDY} is not among {offered:?}");
-                reply(&mut io, "403 Forbidden", &message).await?;
+            let choose = |offered: &[&str]| {
+                offered
+                    .contains(&PORT_FORWARD_SPDY)
+                    .then_some(PORT_FORWARD_SPDY)
+            };
+            if negotiate(&mut io, &offered, None, choose).await?.is_none() {
                 return Ok(None);
             }
             switch_to_spdy(&mut io, PORT_FORWARD_SPDY).await?;
@@ -288,13 +280,8 @@ async fn port_forward(
                     return Ok(None);
                 }
             };
-            let chosen = match offered.is_empty() {
-                true => Some(""),
-                false => websocket::choose_port_forward_protocol(&offered),
-            };
-            let Some(protocol) = chosen else {
-                let message = format!("no common port-forward protocol in {offered:?}");
-                reply(&mut io, "403 Forbidden", &message).await?;
+            let choose = websocket::choose_port_forward_protocol;
+            let Some(protocol) = negotiate(&mut io, &offered, UNVERSIONED, choose).await? else {
                 return Ok(None);
             };
             if !switch_to_websocket(&mut io, head, protocol).await? {
@@ -303,11 +290,35 @@ async fn port_forward(
             Ok(Some(websocket::accept_port_forward(io, protocol, &ports)))
         }
         Upgrade::None => {
-            let message = "upgrade to SPDY/3.1 or websocket to use this URL";
-            reply(&mut io, "400 Bad Request", message).await?;
+            reply(&mut io, "400 Bad Request", NOT_AN_UPGRADE).await?;
             Ok(None)
         }
     }
+}
+
+/// The answer to a request that upgrades to neither protocol.
+const NOT_AN_UPGRADE: &str = "upgrade to SPDY/3.1 or websocket to use this URL";
+
+/// What a WebSocket client that offers no subprotocol gets: kubelet's unversioned framing.
+const UNVERSIONED: Option<&str> = Some("");
+
+/// The protocol to speak: `fallback` when the client offers none, else `choose`'s pick of
+/// `offered`; None when nothing fits, and then the request is answered 403.
+async fn negotiate(
+    io: &mut BufReader<TcpStream>,
+    offered: &[&str],
+    fallback: Option<&'static str>,
+    choose: impl Fn(&[&str]) -> Option<&'static str>,
+) -> Result<Option<&'static str>> {
+    let chosen = match offered.is_empty() {
+        true => fallback,
+        false => choose(offered),
+    };
+    if chosen.is_none() {
+        let message = format!("no common protocol in {offered:?}");
+        reply(io, "403 Forbidden", &message).await?;
+    }
+    Ok(chosen)
 }
 
 /// The oldest remote-command protocol, which kubelet assumes when a SPDY client names none.

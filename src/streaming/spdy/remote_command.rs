@@ -313,15 +313,6 @@ mod tests {
 
     const PATIENCE: Duration = Duration::from_secs(5);
 
-    fn wanted(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Wanted {
-        Wanted {
-            stdin,
-            stdout,
-            stderr,
-            tty,
-        }
-    }
-
     fn data_frame(stream_id: u32, data: &[u8]) -> Frame {
         Frame::Data {
             stream_id,
@@ -337,7 +328,7 @@ mod tests {
         let server = tokio::spawn(accept_remote_command(
             server_io,
             "v4.channel.k8s.io",
-            wanted(true, true, false, false),
+            Wanted::new(true, true, false, false),
             PATIENCE,
         ));
         client.open_accepted(1, &[("streamtype", "error")]).await;
@@ -416,7 +407,7 @@ mod tests {
         let server = tokio::spawn(accept_remote_command(
             server_io,
             "v3.channel.k8s.io",
-            wanted(false, true, true, true),
+            Wanted::new(false, true, true, true),
             PATIENCE,
         ));
         client.open_accepted(1, &[("streamtype", "resize")]).await;
@@ -451,7 +442,7 @@ mod tests {
 
     #[test]
     fn plans_follow_kubelets_expected_streams() {
-        let tty = wanted(true, true, true, true);
+        let tty = Wanted::new(true, true, true, true);
         let expect = |stderr, resize| Plan {
             stdin: true,
             stdout: true,
@@ -462,7 +453,7 @@ mod tests {
         assert_eq!(Plan::new(Version::V3, tty), expect(false, true));
         assert_eq!(Plan::new(Version::V2, tty), expect(false, false));
         assert_eq!(Plan::new(Version::V1, tty), expect(false, false));
-        let no_tty = wanted(true, true, true, false);
+        let no_tty = Wanted::new(true, true, true, false);
         assert_eq!(Plan::new(Version::V4, no_tty), expect(true, false));
         assert_eq!(Version::of(""), Version::V1);
     }
@@ -474,7 +465,7 @@ mod tests {
         let server = tokio::spawn(accept_remote_command(
             server_io,
             "v4.channel.k8s.io",
-            wanted(true, false, false, false),
+            Wanted::new(true, false, false, false),
             Duration::from_millis(200),
         ));
         client.open_accepted(1, &[("streamtype", "error")]).await;
