@@ -425,10 +425,23 @@ impl ContainerManager {
         let exit_file = self.layout.container_exit(&record.id);
         let mut exited = record.clone();
         exited.phase = ContainerPhase::Exited;
-        if exit_file.exists() {
+        let recorded = match exit_file.exists() {
+            true => match checkpoint::read::<ExitRecord>(&exit_file) {
+                Ok(exit) => Some(exit),
+                // The monitor writes it without fsync (`ExitRecord::save`): a host crash can
+                // leave it empty, and then the container ended with its monitor.
+                Err(e) if self.pod_monitor_gone(&record.pod_id) => {
+                    tracing::warn!(container_id = %record.id, error = %e, "unreadable exit record of a pod whose monitor is gone");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            false => None,
+        };
+        if let Some(exit) = recorded {
             // No checkpoint: recovery reads this same exit file for a Running record, and a
             // new file per exit is a measurable share of a short-lived container's cost.
-            exited.exit = Some(checkpoint::read::<ExitRecord>(&exit_file)?);
+            exited.exit = Some(exit);
         } else if self.pod_monitor_gone(&record.pod_id) {
             exited.exit = Some(ExitRecord {
                 exit_code: 137,

@@ -340,6 +340,28 @@ fn a_container_whose_monitor_is_gone_is_reported_exited() {
 }
 
 #[test]
+fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
+    let fx = Fixture::new();
+    fx.record("a", "x", ContainerPhase::Running);
+    std::fs::write(fx.layout().container_exit("a"), b"").unwrap();
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    assert!(
+        matches!(manager.status("a", false), Err(Error::InvalidArgument(m)) if m.contains("corrupt checkpoint")),
+        "a live monitor's exit record is never torn: reading one is an error"
+    );
+    fx.sandboxes.stop(&fx.pod).unwrap();
+    let status = manager.status("a", false).unwrap().status.unwrap();
+    assert_eq!(status.state, ContainerState::ContainerExited as i32);
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
+    assert!(
+        status.message.contains("monitor ended"),
+        "{}",
+        status.message
+    );
+}
+
+#[test]
 fn creating_needs_a_ready_pod_and_a_pulled_image() {
     let fx = Fixture::new();
     let manager = fx.manager();

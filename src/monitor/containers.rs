@@ -17,7 +17,6 @@ use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::stdin::{StdinMode, StdinPipe};
 use crate::runtime::wasm::host::{PrepareError, Prepared, StopSignal, WasmHost};
 use crate::runtime::wasm::launch::{ExitRecord, WasmLaunch};
-use crate::store::checkpoint;
 
 /// Why a container operation failed, as the daemon maps it to a gRPC status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +253,7 @@ impl PodContainers {
                 log.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .end_attachments();
-                if let Err(e) = checkpoint::write(&launch.exit_file, &exit) {
+                if let Err(e) = exit.save(&launch.exit_file) {
                     eprintln!(
                         "container {}: cannot record its exit: {e}",
                         launch.container_id
@@ -493,6 +492,7 @@ mod tests {
     use super::*;
     use crate::runtime::wasm::binary::WasmBinary;
     use crate::runtime::wasm::engine;
+    use crate::store::checkpoint;
 
     const PROBE: &str = include_str!("../../hack/testimages/wat/probe.wat");
 

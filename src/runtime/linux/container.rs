@@ -361,7 +361,7 @@ impl LinuxContainer {
             .into(),
             message: String::new(),
         };
-        if let Err(e) = crate::store::checkpoint::write(&self.launch.exit_file, &exit) {
+        if let Err(e) = exit.save(&self.launch.exit_file) {
             eprintln!("container {}: cannot record its exit: {e}", self.id());
         }
     }
