@@ -422,12 +422,19 @@ async fn containers_outlive_a_daemon_kill_and_exits_meanwhile_are_recorded() {
         .await;
     let ticks = env_.logs.join("ticker/0.log");
     wait_for_log(&ticks).await;
+    let started = env_.status(&ticker).await.started_at;
+    let quitter_started = env_.status(&quitter).await.started_at;
     env_.kill_daemon_while_logging(&ticks, Duration::from_millis(1500))
         .await;
     let status = env_.status(&ticker).await;
     assert_eq!(status.state, ContainerState::ContainerRunning as i32);
+    assert_eq!(
+        status.started_at, started,
+        "the start time survives the restart (the monitor knows it)"
+    );
     let status = env_.exited(&quitter).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (5, "Error"));
+    assert_eq!(status.started_at, quitter_started);
     let before = log_lines(&ticks).len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(log_lines(&ticks).len() > before, "its log still grows");

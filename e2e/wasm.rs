@@ -514,10 +514,15 @@ async fn a_wasm_container_outlives_a_daemon_kill_and_its_exit_is_recorded() {
         .await;
     let logs = env_.logs.join("sleepy/0.log");
     wait_for_log(&logs).await;
+    let started = env_.status(&id).await.started_at;
     env_.kill_daemon_while_logging(&logs, Duration::from_millis(400))
         .await;
     let status = env_.exited(&id).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (7, "Error"));
+    assert_eq!(
+        status.started_at, started,
+        "the start time survives the restart (the monitor knows it)"
+    );
     assert_eq!(log_lines(&logs).len(), 20);
     let listed = env_
         .client

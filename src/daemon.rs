@@ -81,7 +81,7 @@ impl Daemon {
         ));
         let containers_loaded = containers.recover()?;
         let live_pods: Vec<String> = recovered.live.iter().map(|(id, _)| id.clone()).collect();
-        containers.forget_unrecorded(&live_pods);
+        containers.reconcile_with_monitors(&live_pods);
         tracing::info!(
             containers = containers_loaded,
             "recovered containers from disk"

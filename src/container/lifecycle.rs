@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::image::precompile::Precompiled;
 use crate::image::rootfs;
 use crate::image::store::ImageRecord;
-use crate::monitor::protocol::Request;
+use crate::monitor::client::outcome;
+use crate::monitor::protocol::{Request, Response};
 use crate::runtime::wasm::launch::{ExitRecord, Preopen, WasmLaunch};
 use crate::sandbox::now_nanos;
 use crate::store::checkpoint;
@@ -146,7 +147,7 @@ impl ContainerManager {
         // The Creating marker lets recovery undo a create that a daemon crash cut short: a
         // mounted root filesystem. A container without one (a wasm artifact) leaves nothing on
         // the host, and what it may leave in the monitor recovery removes by asking the
-        // monitors (`forget_unrecorded`): one file less per short-lived container.
+        // monitors (`reconcile_with_monitors`): one file less per short-lived container.
         if record.bundle.is_some()
             && let Err(e) = self.save(&record)
         {
@@ -242,7 +243,9 @@ impl ContainerManager {
         })
     }
 
-    /// Starts a created container.
+    /// Starts a created container. The start is not checkpointed (a file write is a third of
+    /// a wasm start's cost): the monitor knows it, and recovery asks it or the exit record
+    /// (`reconcile_with_monitors`).
     pub fn start(&self, id: &str) -> Result<()> {
         let entry = self.entry(id)?;
         let _op = entry.lock_op();
@@ -259,12 +262,18 @@ impl ContainerManager {
         let request = Request::StartContainer {
             container_id: record.id.clone(),
         };
-        // Taken before the start: a quick container's recorded finish must not precede it.
-        let started_at = now_nanos();
-        self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)?;
+        let socket = self.layout.monitor_socket(&record.pod_id);
+        let started_at = match self.monitors.send(&socket, &request, MONITOR_TIMEOUT)? {
+            Response::Started { started_at } => started_at,
+            other => {
+                outcome(other.clone())?;
+                return Err(Error::Internal(format!(
+                    "the pod's monitor answered StartContainer with {other:?}"
+                )));
+            }
+        };
         record.phase = ContainerPhase::Running;
         record.started_at = started_at;
-        self.save(&record)?;
         entry.replace(record);
         Ok(())
     }
@@ -444,6 +453,7 @@ impl ContainerManager {
             exited.exit = Some(exit);
         } else if self.pod_monitor_gone(&record.pod_id) {
             exited.exit = Some(ExitRecord {
+                started_at: record.started_at,
                 exit_code: 137,
                 finished_at: now_nanos(),
                 reason: "Error".into(),

@@ -146,8 +146,9 @@ impl ContainerManager {
 
     /// Checkpoints a record without waiting for the disk. A daemon crash keeps the write (it is
     /// in the page cache). A host crash may lose it, which loses nothing: a live container ends
-    /// with its monitor anyway, and an exit is also in the exit file the monitor fsyncs, which
-    /// recovery reads. That saves about 0.4 ms per CreateContainer and StartContainer here.
+    /// with its monitor anyway, and an exit is in the exit file the monitor writes, which
+    /// recovery reads (or, lost too, it ended with its monitor). That saves about 0.4 ms per
+    /// CreateContainer here.
     fn save(&self, record: &ContainerRecord) -> Result<()> {
         checkpoint::write_unsynced(&self.layout.container_checkpoint(&record.id), record)
     }

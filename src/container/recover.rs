@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::monitor::protocol::{Request, Response};
+use crate::runtime::wasm::launch::ExitRecord;
 use crate::store::checkpoint;
 use crate::store::container::{CONTAINER_CHECKPOINT_VERSION, ContainerPhase, ContainerRecord};
 
@@ -54,44 +55,87 @@ impl ContainerManager {
         Ok(loaded)
     }
 
-    /// Asks the monitors of the live pods `pod_ids` for their containers and removes those
-    /// with no record here: a CreateContainer that a daemon crash cut short before its record
-    /// was written (containers without a root filesystem have no Creating marker). Failures
-    /// are logged; the pod's end removes what is left anyway.
-    pub fn forget_unrecorded(&self, pod_ids: &[String]) {
-        for pod_id in pod_ids {
-            let socket = self.layout.monitor_socket(pod_id);
-            let listed = self
-                .monitors
-                .send(&socket, &Request::ListContainers, MONITOR_TIMEOUT);
-            let ids = match listed {
-                Ok(Response::Containers { ids }) => ids,
-                Ok(other) => {
-                    tracing::warn!(pod_id = %pod_id, answer = ?other, "the monitor did not list its containers");
-                    continue;
+    /// Brings the loaded records up to date with what runs. Starts are not checkpointed, so
+    /// a Created record may be of a started container:
+    /// - the monitor of a live pod (`live_pod_ids`) says which of its containers were
+    ///   started, and when; a container it holds that no record names (a CreateContainer cut
+    ///   short by a daemon crash before its record was written) is removed;
+    /// - of a pod whose monitor is gone, the exit record says whether and when it ran.
+    ///
+    /// Failures are logged; the pod's end removes what is left anyway.
+    pub fn reconcile_with_monitors(&self, live_pod_ids: &[String]) {
+        for pod_id in live_pod_ids {
+            self.reconcile_with_monitor(pod_id);
+        }
+        for entry in self.entries() {
+            let record = entry.snapshot();
+            if record.phase != ContainerPhase::Created || live_pod_ids.contains(&record.pod_id) {
+                continue;
+            }
+            let exit_file = self.layout.container_exit(&record.id);
+            if !exit_file.exists() {
+                continue;
+            }
+            match checkpoint::read::<ExitRecord>(&exit_file) {
+                Ok(exit) => {
+                    let mut exited = record;
+                    exited.phase = ContainerPhase::Exited;
+                    exited.started_at = exit.started_at;
+                    exited.exit = Some(exit);
+                    entry.replace(exited);
                 }
                 Err(e) => {
-                    tracing::warn!(pod_id = %pod_id, error = %e, "cannot list the monitor's containers");
-                    continue;
+                    tracing::warn!(container_id = %record.id, error = %e, "unreadable exit record of a pod whose monitor is gone")
                 }
+            }
+        }
+    }
+
+    fn reconcile_with_monitor(&self, pod_id: &str) {
+        let socket = self.layout.monitor_socket(pod_id);
+        let listed = self
+            .monitors
+            .send(&socket, &Request::ListContainers, MONITOR_TIMEOUT);
+        let (ids, started) = match listed {
+            Ok(Response::Containers { ids, started }) => (ids, started),
+            Ok(other) => {
+                tracing::warn!(pod_id = %pod_id, answer = ?other, "the monitor did not list its containers");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(pod_id = %pod_id, error = %e, "cannot list the monitor's containers");
+                return;
+            }
+        };
+        let mut unknown = Vec::new();
+        for id in ids {
+            let known = self
+                .containers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
+            let Some(entry) = known else {
+                unknown.push(id);
+                continue;
             };
-            let known = self.containers.read().unwrap_or_else(|e| e.into_inner());
-            let unknown: Vec<String> = ids
-                .into_iter()
-                .filter(|id| !known.contains_key(id))
-                .collect();
-            drop(known);
-            for id in unknown {
-                let forget = Request::RemoveContainer {
-                    container_id: id.clone(),
-                };
-                match self.monitors.request(&socket, &forget, MONITOR_TIMEOUT) {
-                    Ok(()) => {
-                        tracing::info!(pod_id = %pod_id, container_id = %id, "removed a container the monitor had and no record names")
-                    }
-                    Err(e) => {
-                        tracing::warn!(pod_id = %pod_id, container_id = %id, error = %e, "cannot remove a container no record names")
-                    }
+            let mut record = entry.snapshot();
+            if let (ContainerPhase::Created, Some(started_at)) = (record.phase, started.get(&id)) {
+                record.phase = ContainerPhase::Running;
+                record.started_at = *started_at;
+                entry.replace(record);
+            }
+        }
+        for id in unknown {
+            let forget = Request::RemoveContainer {
+                container_id: id.clone(),
+            };
+            match self.monitors.request(&socket, &forget, MONITOR_TIMEOUT) {
+                Ok(()) => {
+                    tracing::info!(pod_id = %pod_id, container_id = %id, "removed a container the monitor had and no record names")
+                }
+                Err(e) => {
+                    tracing::warn!(pod_id = %pod_id, container_id = %id, error = %e, "cannot remove a container no record names")
                 }
             }
         }

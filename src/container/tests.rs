@@ -163,6 +163,7 @@ impl Fixture {
 
     fn write_exit(&self, id: &str, code: i32) {
         let exit = ExitRecord {
+            started_at: 4,
             exit_code: code,
             finished_at: 5,
             reason: "Error".into(),
@@ -230,13 +231,15 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
 }
 
 #[test]
-fn recovery_removes_what_a_monitor_holds_and_no_record_names() {
+fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
     let fx = Fixture::new();
     fx.record("known", "known", ContainerPhase::Created);
-    *fx.monitor.held.lock().unwrap() = vec!["known".into(), "ghost".into()];
+    fx.record("started", "started", ContainerPhase::Created);
+    *fx.monitor.held.lock().unwrap() = vec!["known".into(), "started".into(), "ghost".into()];
+    *fx.monitor.held_started.lock().unwrap() = [("started".to_string(), 77)].into();
     let manager = fx.manager();
     manager.recover().unwrap();
-    manager.forget_unrecorded(std::slice::from_ref(&fx.pod));
+    manager.reconcile_with_monitors(std::slice::from_ref(&fx.pod));
     let removed: Vec<Request> = fx
         .monitor
         .requests()
@@ -254,6 +257,37 @@ fn recovery_removes_what_a_monitor_holds_and_no_record_names() {
         state(&manager, "known").0,
         ContainerState::ContainerCreated as i32
     );
+    let started = manager.status("started", false).unwrap().status.unwrap();
+    assert_eq!(
+        (started.state, started.started_at),
+        (ContainerState::ContainerRunning as i32, 77),
+        "a start the monitor knows is running again, from when the monitor says"
+    );
+}
+
+#[test]
+fn recovery_takes_starts_of_pods_whose_monitor_is_gone_from_their_exit_records() {
+    let fx = Fixture::new();
+    fx.record("ran", "ran", ContainerPhase::Created);
+    fx.write_exit("ran", 2);
+    fx.record("never", "never", ContainerPhase::Created);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    manager.reconcile_with_monitors(&[]);
+    let ran = manager.status("ran", false).unwrap().status.unwrap();
+    assert_eq!(
+        (ran.state, ran.exit_code, ran.started_at, ran.finished_at),
+        (ContainerState::ContainerExited as i32, 2, 4, 5),
+        "its exit record says it ran, and when"
+    );
+    assert_eq!(
+        state(&manager, "never").0,
+        ContainerState::ContainerCreated as i32
+    );
+    assert!(
+        fx.monitor.requests().is_empty(),
+        "no monitor is asked: none is live"
+    );
 }
 
 #[test]
@@ -263,9 +297,14 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
     let manager = fx.manager();
     manager.recover().unwrap();
     manager.start("a").unwrap();
+    let running = manager.status("a", false).unwrap().status.unwrap();
+    assert_eq!(running.state, ContainerState::ContainerRunning as i32);
+    assert!(running.started_at > 0, "the monitor's start time");
+    let saved: ContainerRecord = checkpoint::read(&fx.layout().container_checkpoint("a")).unwrap();
     assert_eq!(
-        state(&manager, "a").0,
-        ContainerState::ContainerRunning as i32
+        saved.phase,
+        ContainerPhase::Created,
+        "a start is not checkpointed: recovery asks the monitor"
     );
     assert!(matches!(
         manager.start("a"),
@@ -280,6 +319,7 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
                 finished_at: 9,
                 reason: "Error".into(),
                 message: "stopped by StopContainer".into(),
+                ..ExitRecord::default()
             };
             checkpoint::write(&exit_file, &exit).unwrap();
         }

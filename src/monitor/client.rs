@@ -1,5 +1,6 @@
 //! Sending container requests to a pod's monitor, with its answers turned into crishim errors.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,6 +37,7 @@ impl MonitorClient for SocketMonitorClient {
 pub fn outcome(response: Response) -> Result<()> {
     match response {
         Response::Done
+        | Response::Started { .. }
         | Response::Pong { .. }
         | Response::Exec { .. }
         | Response::Containers { .. } => Ok(()),
@@ -59,8 +61,10 @@ pub struct FakeMonitorClient {
     pub fail_with: Mutex<Option<fn() -> Error>>,
     /// Called with each request that succeeds (e.g. to write an exit file on a stop).
     pub on_request: Mutex<Option<RequestHook>>,
-    /// What ListContainers answers.
+    /// What ListContainers answers: the ids.
     pub held: Mutex<Vec<String>>,
+    /// What ListContainers answers: those started, with when.
+    pub held_started: Mutex<BTreeMap<String, i64>>,
 }
 
 impl FakeMonitorClient {
@@ -85,10 +89,19 @@ impl MonitorClient for FakeMonitorClient {
         if let Some(hook) = &*self.on_request.lock().unwrap_or_else(|e| e.into_inner()) {
             hook(request);
         }
-        if let Request::ListContainers = request {
-            let ids = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            return Ok(Response::Containers { ids });
+        match request {
+            Request::ListContainers => Ok(Response::Containers {
+                ids: self.held.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                started: self
+                    .held_started
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            }),
+            Request::StartContainer { .. } => Ok(Response::Started {
+                started_at: crate::sandbox::now_nanos(),
+            }),
+            _ => Ok(Response::Done),
         }
-        Ok(Response::Done)
     }
 }

@@ -2,7 +2,7 @@
 //! containers are processes (children of the monitor) with a thread each that writes their log
 //! and reaps them. Each records its own exit to disk (atomically) when it ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -57,7 +57,8 @@ impl Ended {
 
 enum Phase {
     Created,
-    Running,
+    /// Started at these Unix nanoseconds.
+    Running(i64),
 }
 
 /// What runs the container.
@@ -187,8 +188,9 @@ impl PodContainers {
         Ok(())
     }
 
-    /// Starts a created container on a thread of its own.
-    pub fn start(&self, id: &str) -> Result<(), ContainerError> {
+    /// Starts a created container on a thread of its own; returns when (Unix nanoseconds),
+    /// taken before the start so that a quick container's finish never precedes it.
+    pub fn start(&self, id: &str) -> Result<i64, ContainerError> {
         let mut slots = self.lock();
         let slot = slots.get_mut(id).ok_or_else(|| unknown(id))?;
         if !matches!(slot.phase, Phase::Created) {
@@ -196,6 +198,7 @@ impl PodContainers {
                 "container {id} was started already"
             )));
         }
+        let started_at = crate::sandbox::now_nanos();
         match &mut slot.body {
             Body::Linux(container) => {
                 if slot.ended.wait(Duration::ZERO) {
@@ -203,7 +206,7 @@ impl PodContainers {
                         "container {id} exited before it was started"
                     )));
                 }
-                container.start()?;
+                container.start(started_at)?;
             }
             Body::Wasm {
                 launch,
@@ -212,6 +215,7 @@ impl PodContainers {
                 stdin,
             } => {
                 let run = WasmRun {
+                    started_at,
                     prepared: prepared.clone(),
                     launch: launch.as_ref().clone(),
                     log: slot.log.clone(),
@@ -221,8 +225,8 @@ impl PodContainers {
                 Self::start_wasm(self.wasm()?, run, slot.ended.clone())?
             }
         }
-        slot.phase = Phase::Running;
-        Ok(())
+        slot.phase = Phase::Running(started_at);
+        Ok(started_at)
     }
 
     fn start_wasm(
@@ -235,6 +239,7 @@ impl PodContainers {
             .name(format!("wasm-{}", id.chars().take(12).collect::<String>()))
             .spawn(move || {
                 let WasmRun {
+                    started_at,
                     prepared,
                     launch,
                     log,
@@ -244,12 +249,14 @@ impl PodContainers {
                 let run = std::panic::AssertUnwindSafe(|| {
                     host.run(&prepared, &launch, log.clone(), stop, stdin)
                 });
-                let exit = std::panic::catch_unwind(run).unwrap_or_else(|_| ExitRecord {
+                let mut exit = std::panic::catch_unwind(run).unwrap_or_else(|_| ExitRecord {
                     exit_code: 255,
                     finished_at: crate::sandbox::now_nanos(),
                     reason: "Error".into(),
                     message: "crishim: the container's thread failed (a bug in the monitor)".into(),
+                    ..ExitRecord::default()
                 });
+                exit.started_at = started_at;
                 log.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .end_attachments();
@@ -271,7 +278,7 @@ impl PodContainers {
         let (interrupt, ended) = {
             let slots = self.lock();
             let slot = slots.get(id).ok_or_else(|| unknown(id))?;
-            if !matches!(slot.phase, Phase::Running) {
+            if !matches!(slot.phase, Phase::Running(_)) {
                 return Ok(());
             }
             let interrupt = match &slot.body {
@@ -317,7 +324,7 @@ impl PodContainers {
             (
                 linux,
                 slot.ended.clone(),
-                matches!(slot.phase, Phase::Running),
+                matches!(slot.phase, Phase::Running(_)),
             )
         };
         // The daemon removes a started container once its exit is on disk, which its thread
@@ -354,7 +361,7 @@ impl PodContainers {
     fn running_linux(&self, id: &str) -> Result<Arc<LinuxContainer>, ContainerError> {
         let slots = self.lock();
         let slot = slots.get(id).ok_or_else(|| unknown(id))?;
-        if !matches!(slot.phase, Phase::Running) || slot.ended.wait(Duration::ZERO) {
+        if !matches!(slot.phase, Phase::Running(_)) || slot.ended.wait(Duration::ZERO) {
             return Err(ContainerError::State(format!(
                 "container {id} is not running"
             )));
@@ -406,7 +413,7 @@ impl PodContainers {
     pub fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
         let slots = self.lock();
         let slot = slots.get(id).ok_or_else(|| unknown(id))?;
-        if !matches!(slot.phase, Phase::Running) || slot.ended.wait(Duration::ZERO) {
+        if !matches!(slot.phase, Phase::Running(_)) || slot.ended.wait(Duration::ZERO) {
             return Err(ContainerError::State(format!(
                 "container {id} is not running"
             )));
@@ -434,6 +441,17 @@ impl PodContainers {
         self.lock().keys().cloned().collect()
     }
 
+    /// The containers that were started, with when.
+    pub fn started(&self) -> BTreeMap<String, i64> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, slot)| match slot.phase {
+                Phase::Running(started_at) => Some((id.clone(), started_at)),
+                Phase::Created => None,
+            })
+            .collect()
+    }
+
     /// The monitor's children that others wait for, and the orphans it must reap.
     pub fn orphans(&self) -> Arc<Orphans> {
         self.orphans.clone()
@@ -449,6 +467,7 @@ pub type AttachSession = (Receiver<(LogStream, Vec<u8>)>, Option<Arc<StdinPipe>>
 
 /// What a wasm container's thread runs.
 struct WasmRun {
+    started_at: i64,
     prepared: Prepared,
     launch: WasmLaunch,
     log: Arc<Mutex<CriLog>>,

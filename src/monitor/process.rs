@@ -221,8 +221,11 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 let _ = respond(&stream, &pong);
             }
             Request::ListContainers => {
-                let ids = containers.ids();
-                let _ = respond(&stream, &Response::Containers { ids });
+                let listed = Response::Containers {
+                    ids: containers.ids(),
+                    started: containers.started(),
+                };
+                let _ = respond(&stream, &listed);
             }
             // Creating a wasm container, starting one and reopening a log take a moment: they
             // are answered here, which spares a thread per request on the create+start path.
@@ -331,7 +334,10 @@ fn answer(containers: &PodContainers, request: Request) -> Response {
         },
         Request::CreateWasm { launch } => containers.create_wasm(launch),
         Request::CreateLinux { launch } => containers.create_linux(launch),
-        Request::StartContainer { container_id } => containers.start(&container_id),
+        Request::StartContainer { container_id } => match containers.start(&container_id) {
+            Ok(started_at) => return Response::Started { started_at },
+            Err(e) => Err(e),
+        },
         Request::StopContainer {
             container_id,
             timeout_ms,

@@ -1,6 +1,7 @@
 //! The monitor's control protocol: one JSON request line, one JSON response line, per
 //! connection on `<pod dir>/monitor.sock`; and the ready line a new monitor prints on stdout.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -95,10 +96,19 @@ pub enum Response {
     },
     /// The request was carried out.
     Done,
+    /// Answer to StartContainer.
+    Started {
+        /// When the container was started, Unix nanoseconds.
+        started_at: i64,
+    },
     /// Answer to ListContainers.
     Containers {
         /// The ids of every container the monitor holds.
         ids: Vec<String>,
+        /// When each of those that were started was started, Unix nanoseconds: the daemon
+        /// does not checkpoint starts, and learns them here when it recovers.
+        #[serde(default)]
+        started: BTreeMap<String, i64>,
     },
     /// Answer to ExecSync.
     Exec {

@@ -9,6 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::logs::CriLog;
 use crate::monitor::containers::ContainerError;
@@ -84,6 +85,8 @@ pub struct LinuxContainer {
     init: Pidfd,
     init_pid: i32,
     orphans: Arc<Orphans>,
+    /// When [`Self::start`] was called (Unix nanoseconds), for the exit record; 0 until then.
+    started_at: AtomicI64,
 }
 
 impl LinuxContainer {
@@ -159,6 +162,7 @@ impl LinuxContainer {
             init,
             init_pid: pid,
             orphans,
+            started_at: AtomicI64::new(0),
         };
         Ok((container, pipes))
     }
@@ -170,8 +174,10 @@ impl LinuxContainer {
 
     /// Lets the init exec the container's process (libcontainer's notify socket), and marks
     /// the container running in libcontainer's state (exec needs it). Done in place: no fork,
-    /// and no chdir (libcontainer's own start changes the process's cwd).
-    pub fn start(&self) -> Result<(), ContainerError> {
+    /// and no chdir (libcontainer's own start changes the process's cwd). `started_at` goes
+    /// into its exit record.
+    pub fn start(&self, started_at: i64) -> Result<(), ContainerError> {
+        self.started_at.store(started_at, Ordering::SeqCst);
         let dir = self.launch.state_root.join(&self.launch.container_id);
         let socket = dir.join(libcontainer::notify_socket::NOTIFY_FILE);
         let notified = crate::monitor::protocol::with_short_path(&socket, |p| {
@@ -351,6 +357,7 @@ impl LinuxContainer {
         self.orphans.release(self.init_pid);
         let oom = oom_killed(&self.launch.cgroup);
         let exit = ExitRecord {
+            started_at: self.started_at.load(Ordering::SeqCst),
             exit_code,
             finished_at: crate::sandbox::now_nanos(),
             reason: match (oom, exit_code) {

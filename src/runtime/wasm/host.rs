@@ -370,13 +370,14 @@ fn watch_stop<T>(store: &mut Store<T>, stop: Arc<StopSignal>) {
     });
 }
 
-/// The exit record of a run's outcome.
+/// The exit record of a run's outcome (the start time is the monitor's to fill in).
 fn ending(outcome: wasmtime::Result<()>, exceeded: Option<String>, stopped: bool) -> ExitRecord {
     let record = |exit_code: i32, reason: &str, message: String| ExitRecord {
         exit_code,
         finished_at: crate::sandbox::now_nanos(),
         reason: reason.to_string(),
         message,
+        ..ExitRecord::default()
     };
     match outcome {
         Ok(()) => record(0, "Completed", String::new()),

@@ -48,6 +48,10 @@ pub struct WasmLaunch {
 /// How a container ended, written atomically by the monitor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
+    /// When the container was started, Unix nanoseconds; 0 if it never was. Recovery takes it
+    /// from here when the monitor that knew it is gone (starts are not checkpointed).
+    #[serde(default)]
+    pub started_at: i64,
     /// Exit code: the guest's, 134 for a trap, 137 when stopped or over its memory limit.
     pub exit_code: i32,
     /// Unix nanoseconds.
