@@ -346,6 +346,15 @@ impl PodContainers {
         Ok(())
     }
 
+    /// Whether [`Self::remove`] of `id` has nothing to wait for: a wasm container that was
+    /// never started or has ended (its thread is done).
+    pub fn removes_at_once(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|slot| {
+            matches!(slot.body, Body::Wasm { .. })
+                && (matches!(slot.phase, Phase::Created) || slot.ended.wait(Duration::ZERO))
+        })
+    }
+
     /// Runs `argv` in a running Linux container through the helper; `timeout` zero means none.
     pub fn exec(
         &self,
@@ -597,9 +606,15 @@ mod tests {
             containers.create_wasm(hello.clone()),
             Err(ContainerError::State(_))
         ));
-        containers.start("hello").unwrap();
+        let started_at = containers.start("hello").unwrap();
         containers.stop("hello", Duration::from_secs(10)).unwrap();
-        assert_eq!(exit_of(&hello).exit_code, 0);
+        let exit = exit_of(&hello);
+        assert_eq!((exit.exit_code, exit.started_at), (0, started_at));
+        assert!(exit.finished_at >= started_at);
+        assert_eq!(
+            containers.started(),
+            [("hello".to_string(), started_at)].into()
+        );
         let log = std::fs::read_to_string(hello.log_path.as_ref().unwrap()).unwrap();
         assert!(log.ends_with(" stdout F hello from wasm\n"), "{log}");
 
@@ -611,12 +626,15 @@ mod tests {
 
         let looping = launch(dir.path(), "loop", PROBE, &["loop"]);
         containers.create_wasm(looping.clone()).unwrap();
+        assert!(containers.removes_at_once("loop"), "never started");
         containers.start("loop").unwrap();
+        assert!(!containers.removes_at_once("loop"), "running");
         assert!(matches!(
             containers.remove("loop"),
             Err(ContainerError::State(_))
         ));
         containers.stop("loop", Duration::ZERO).unwrap();
+        assert!(containers.removes_at_once("loop"), "ended");
         let exit = exit_of(&looping);
         assert_eq!(
             (exit.exit_code, exit.message.as_str()),

@@ -227,12 +227,21 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 };
                 let _ = respond(&stream, &listed);
             }
-            // Creating a wasm container, starting one and reopening a log take a moment: they
-            // are answered here, which spares a thread per request on the create+start path.
+            // Creating a wasm container, starting one, removing one that has nothing to wait
+            // for and reopening a log take a moment: they are answered here, which spares a
+            // thread per request on a short container's path.
             request @ (Request::CreateWasm { .. }
             | Request::StartContainer { .. }
             | Request::ReopenLog { .. }) => {
                 let _ = respond(&stream, &answer(containers, request));
+            }
+            Request::RemoveContainer { container_id }
+                if containers.removes_at_once(&container_id) =>
+            {
+                let _ = respond(
+                    &stream,
+                    &answer(containers, Request::RemoveContainer { container_id }),
+                );
             }
             // Attach and exec sessions last as long as the client stays: a thread each.
             Request::Attach {
