@@ -178,6 +178,18 @@ fn state(manager: &ContainerManager, id: &str) -> (i32, i32) {
     (status.state, status.exit_code)
 }
 
+/// Container `id` is reported exited with 137 because its pod's monitor ended.
+fn assert_ended_with_its_monitor(manager: &ContainerManager, id: &str) {
+    let status = manager.status(id, false).unwrap().status.unwrap();
+    assert_eq!(status.state, ContainerState::ContainerExited as i32);
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
+    assert!(
+        status.message.contains("monitor ended"),
+        "{}",
+        status.message
+    );
+}
+
 #[test]
 fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
     let fx = Fixture::new();
@@ -367,14 +379,7 @@ fn a_container_whose_monitor_is_gone_is_reported_exited() {
         Some(|| Error::Unavailable("monitor socket refused".into()));
     manager.stop_pod(&fx.pod).unwrap();
     fx.sandboxes.stop(&fx.pod).unwrap();
-    let status = manager.status("a", false).unwrap().status.unwrap();
-    assert_eq!(status.state, ContainerState::ContainerExited as i32);
-    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
-    assert!(
-        status.message.contains("monitor ended"),
-        "{}",
-        status.message
-    );
+    assert_ended_with_its_monitor(&manager, "a");
     manager.remove_pod(&fx.pod).unwrap();
     assert!(manager.list(None).is_empty());
 }
@@ -391,14 +396,7 @@ fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
         "a live monitor's exit record is never torn: reading one is an error"
     );
     fx.sandboxes.stop(&fx.pod).unwrap();
-    let status = manager.status("a", false).unwrap().status.unwrap();
-    assert_eq!(status.state, ContainerState::ContainerExited as i32);
-    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Error"));
-    assert!(
-        status.message.contains("monitor ended"),
-        "{}",
-        status.message
-    );
+    assert_ended_with_its_monitor(&manager, "a");
 }
 
 #[test]
