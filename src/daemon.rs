@@ -12,6 +12,7 @@ use crate::container::ContainerManager;
 use crate::error::{Error, Result};
 use crate::image::service::Images;
 use crate::monitor::client::SocketMonitorClient;
+use crate::monitor::exit_watch;
 use crate::monitor::launcher::ProcessMonitors;
 use crate::network::PodNetworks;
 use crate::network::exec::HostPluginExec;
@@ -19,8 +20,12 @@ use crate::os::cgroup::{Cgroups, HostCgroups};
 use crate::os::mount::HostMounter;
 use crate::os::process::{Pidfd, start_time};
 use crate::sandbox::{SandboxHost, SandboxManager};
-use crate::store::sandbox::MonitorProcess;
+use crate::store::layout::Layout;
+use crate::store::sandbox::{MonitorProcess, SandboxPhase};
 use crate::streaming::http::StreamingServer;
+
+/// How long to wait before asking a monitor again for its exits.
+const REFOLLOW_DELAY: Duration = Duration::from_millis(200);
 
 /// Everything the RPCs share.
 pub struct Daemon {
@@ -101,9 +106,12 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Watches a pod's monitor and marks the pod NotReady when it exits on its own.
+    /// Watches a pod's monitor: follows the exits it reports, and marks the pod NotReady when
+    /// the monitor exits on its own.
     pub fn watch_monitor(&self, pod_id: String, process: MonitorProcess) {
+        self.follow_exits(pod_id.clone());
         let sandboxes = self.sandboxes.clone();
+        let containers = self.containers.clone();
         tokio::spawn(async move {
             // Checked after opening: a pidfd of a later process that reused the pid is not ours.
             let pidfd = Pidfd::open(process.pid)
@@ -123,11 +131,45 @@ impl Daemon {
                     }
                 }
             }
-            let outcome =
-                tokio::task::spawn_blocking(move || sandboxes.monitor_exited(&pod_id, process.pid))
-                    .await;
+            let outcome = tokio::task::spawn_blocking(move || {
+                let ended = sandboxes.monitor_exited(&pod_id, process.pid)?;
+                if ended {
+                    containers.notice_pod_ended(&pod_id);
+                }
+                Ok::<_, Error>(())
+            })
+            .await;
             if let Ok(Err(e)) = outcome {
                 tracing::error!(error = %e, "recording a monitor exit failed");
+            }
+        });
+    }
+
+    /// Follows the exits pod `pod_id`'s monitor reports, as long as the pod is ready, and
+    /// brings those containers up to date (their STOPPED events go out then). A monitor that
+    /// dropped the connection (it could not write to it) is asked again; it then reports
+    /// every ended container, so none is missed.
+    fn follow_exits(&self, pod_id: String) {
+        let containers = self.containers.clone();
+        let sandboxes = self.sandboxes.clone();
+        let socket = Layout::new(&self.config.root, &self.config.state).monitor_socket(&pod_id);
+        tokio::spawn(async move {
+            let ready = |pod_id: &str| {
+                sandboxes
+                    .snapshot(pod_id)
+                    .is_ok_and(|pod| pod.phase == SandboxPhase::Ready)
+            };
+            while ready(&pod_id) {
+                let containers = containers.clone();
+                let followed = exit_watch::follow(socket.clone(), move |id| {
+                    let containers = containers.clone();
+                    tokio::task::spawn_blocking(move || containers.notice_exit(&id));
+                })
+                .await;
+                if let Err(e) = followed {
+                    tracing::debug!(pod_id = %pod_id, error = %e, "following the monitor's exits");
+                }
+                tokio::time::sleep(REFOLLOW_DELAY).await;
             }
         });
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cri_proto::CreateContainerRequest;
+use cri_proto::{ContainerEventType, CreateContainerRequest};
 
 use super::select::{self, Choice};
 use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT, spec};
@@ -82,10 +82,16 @@ impl ContainerManager {
             Some(artifact) => self.create_wasm(&id, config, &pod, &image, artifact, rule),
             None => self.create_linux(&id, config, &pod, &image, rule),
         };
-        if created.is_err() {
-            self.release_name(&key, &id);
+        match created {
+            Ok(()) => {
+                self.publish(&id, &pod.id, ContainerEventType::ContainerCreatedEvent);
+                Ok(id)
+            }
+            Err(e) => {
+                self.release_name(&key, &id);
+                Err(e)
+            }
         }
-        created.map(|()| id)
     }
 
     /// Builds the launch (the image's files mounted last, as nothing can fail after it but
@@ -274,7 +280,9 @@ impl ContainerManager {
         };
         record.phase = ContainerPhase::Running;
         record.started_at = started_at;
+        let (id, pod_id) = (record.id.clone(), record.pod_id.clone());
         entry.replace(record);
+        self.publish(&id, &pod_id, ContainerEventType::ContainerStartedEvent);
         Ok(())
     }
 
@@ -357,6 +365,11 @@ impl ContainerManager {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&record.id);
         self.release_name(&record.name_key(), &record.id);
+        self.publish(
+            &record.id,
+            &record.pod_id,
+            ContainerEventType::ContainerDeletedEvent,
+        );
         Ok(())
     }
 
@@ -407,7 +420,7 @@ impl ContainerManager {
     }
 
     /// The containers of pod `pod_id`, which may be a unique prefix as the pod RPCs accept.
-    fn of_pod(&self, pod_id: &str) -> Vec<Arc<ContainerEntry>> {
+    pub(super) fn of_pod(&self, pod_id: &str) -> Vec<Arc<ContainerEntry>> {
         let pod_id = self
             .sandboxes
             .snapshot(pod_id)
@@ -419,7 +432,8 @@ impl ContainerManager {
     }
 
     /// The record brought up to date: a running container whose exit the monitor recorded is
-    /// Exited; one whose pod monitor is gone without recording it exited unseen. It does not
+    /// Exited; one whose pod monitor is gone without recording it exited unseen. The
+    /// transition publishes the container's STOPPED event. It does not
     /// wait for the operation lock, so listing and status never wait behind a stop's grace
     /// period; the transition itself happens under the record's write lock.
     pub(super) fn refresh(&self, entry: &ContainerEntry) -> Result<ContainerRecord> {
@@ -464,6 +478,14 @@ impl ContainerManager {
             return Ok(record.clone());
         }
         *record = exited.clone();
+        drop(record);
+        // Whoever sees the exit first (a status read, a stop, the monitor's report) makes
+        // the one transition, and with it the one STOPPED event.
+        self.publish(
+            &exited.id,
+            &exited.pod_id,
+            ContainerEventType::ContainerStoppedEvent,
+        );
         Ok(exited)
     }
 

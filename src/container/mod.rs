@@ -5,6 +5,7 @@
 //! them, and asks the monitor through the [`MonitorClient`] trait. Everything here is
 //! synchronous: the gRPC layer runs it on blocking threads.
 
+mod events;
 mod lifecycle;
 pub mod linux;
 mod pod_files;
@@ -80,6 +81,7 @@ pub struct ContainerManager {
     names: Mutex<HashMap<String, String>>,
     /// Serialises making a pod's shared files (its first Linux containers may race).
     pod_files_lock: Mutex<()>,
+    events: events::Events,
 }
 
 /// How long a monitor may take to answer a request that does not wait on the guest.
@@ -106,6 +108,7 @@ impl ContainerManager {
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             pod_files_lock: Mutex::new(()),
+            events: events::Events::default(),
         }
     }
 

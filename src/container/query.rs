@@ -43,56 +43,61 @@ fn matches(record: &ContainerRecord, filter: Option<&ContainerFilter>) -> bool {
         && labels_match(&filter.label_selector, &record.config.labels)
 }
 
+/// The CRI status of a record as it stands.
+fn cri_status(record: &ContainerRecord) -> ContainerStatus {
+    let exit = record.exit.clone().unwrap_or_default();
+    ContainerStatus {
+        id: record.id.clone(),
+        metadata: record.config.metadata.clone(),
+        state: cri_state(record.phase) as i32,
+        created_at: record.created_at,
+        started_at: record.started_at,
+        finished_at: exit.finished_at,
+        exit_code: exit.exit_code,
+        image: image_spec(record),
+        image_ref: record.image_ref.clone(),
+        image_id: record.image_id.clone(),
+        reason: exit.reason.clone(),
+        message: exit.message.clone(),
+        labels: record.config.labels.clone(),
+        annotations: record.config.annotations.clone(),
+        mounts: record.config.mounts.clone(),
+        log_path: record
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        resources: record
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .map(|linux| ContainerResources {
+                linux: Some(linux),
+                windows: None,
+            }),
+        user: match &record.backend {
+            ContainerBackend::Linux { user, .. } => Some(ContainerUser {
+                linux: Some(LinuxContainerUser {
+                    uid: i64::from(user.uid),
+                    gid: i64::from(user.gid),
+                    supplemental_groups: user
+                        .additional_gids
+                        .iter()
+                        .map(|g| i64::from(*g))
+                        .collect(),
+                }),
+            }),
+            ContainerBackend::Wasm { .. } => None,
+        },
+    }
+}
+
 impl ContainerManager {
     /// The status of one container; `verbose` adds an `info` JSON document.
     pub fn status(&self, id: &str, verbose: bool) -> Result<ContainerStatusResponse> {
         let record = self.refresh(&*self.entry(id)?)?;
-        let exit = record.exit.clone().unwrap_or_default();
-        let status = ContainerStatus {
-            id: record.id.clone(),
-            metadata: record.config.metadata.clone(),
-            state: cri_state(record.phase) as i32,
-            created_at: record.created_at,
-            started_at: record.started_at,
-            finished_at: exit.finished_at,
-            exit_code: exit.exit_code,
-            image: image_spec(&record),
-            image_ref: record.image_ref.clone(),
-            image_id: record.image_id.clone(),
-            reason: exit.reason.clone(),
-            message: exit.message.clone(),
-            labels: record.config.labels.clone(),
-            annotations: record.config.annotations.clone(),
-            mounts: record.config.mounts.clone(),
-            log_path: record
-                .log_path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            resources: record
-                .config
-                .linux
-                .as_ref()
-                .and_then(|l| l.resources.clone())
-                .map(|linux| ContainerResources {
-                    linux: Some(linux),
-                    windows: None,
-                }),
-            user: match &record.backend {
-                ContainerBackend::Linux { user, .. } => Some(ContainerUser {
-                    linux: Some(LinuxContainerUser {
-                        uid: i64::from(user.uid),
-                        gid: i64::from(user.gid),
-                        supplemental_groups: user
-                            .additional_gids
-                            .iter()
-                            .map(|g| i64::from(*g))
-                            .collect(),
-                    }),
-                }),
-                ContainerBackend::Wasm { .. } => None,
-            },
-        };
+        let status = cri_status(&record);
         let info = if verbose {
             let (backend, launch) = match &record.backend {
                 ContainerBackend::Wasm { launch } => ("wasm", json!(launch)),
@@ -115,6 +120,17 @@ impl ContainerManager {
             info,
         })
     }
+
+    /// The statuses of pod `pod_id`'s containers, brought up to date.
+    pub(super) fn pod_container_statuses(&self, pod_id: &str) -> Vec<ContainerStatus> {
+        self.entries()
+            .iter()
+            .filter(|entry| entry.snapshot().pod_id == pod_id)
+            // A record that cannot be brought up to date is reported as it was last known.
+            .map(|entry| cri_status(&self.refresh(entry).unwrap_or_else(|_| entry.snapshot())))
+            .collect()
+    }
+
 
     /// Every container that passes `filter`, newest first.
     pub fn list(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {

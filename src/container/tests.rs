@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use cri_proto::{ContainerConfig, ContainerMetadata, ContainerState, PodSandboxConfig};
+use cri_proto::{
+    ContainerConfig, ContainerEventType, ContainerMetadata, ContainerState, PodSandboxConfig,
+};
 
 use super::ContainerManager;
 use crate::config::{Config, PodNetworkMode};
@@ -397,6 +399,69 @@ fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
     );
     fx.sandboxes.stop(&fx.pod).unwrap();
     assert_ended_with_its_monitor(&manager, "a");
+}
+
+#[test]
+fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
+    let fx = Fixture::new();
+    fx.record("a", "x", ContainerPhase::Created);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    manager.start("a").unwrap();
+    assert!(
+        manager.pod_status_for_event(&fx.pod).is_none(),
+        "nothing is built while nobody listens"
+    );
+    let mut events = manager.subscribe_events();
+    manager.start("b").unwrap_err();
+    fx.write_exit("a", 4);
+    manager.notice_exit("a");
+    manager.notice_exit("a");
+    manager.status("a", false).unwrap();
+    manager.remove("a").unwrap();
+    let stopped = events.try_recv().unwrap();
+    assert_eq!(
+        (stopped.container_id.as_str(), stopped.container_event_type),
+        ("a", ContainerEventType::ContainerStoppedEvent as i32)
+    );
+    assert_eq!(stopped.pod_sandbox_status.unwrap().id, fx.pod);
+    let statuses: Vec<(String, i32, i32)> = stopped
+        .containers_statuses
+        .iter()
+        .map(|s| (s.id.clone(), s.state, s.exit_code))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![("a".into(), ContainerState::ContainerExited as i32, 4)]
+    );
+    let deleted = events.try_recv().unwrap();
+    assert_eq!(
+        (deleted.container_id.as_str(), deleted.container_event_type),
+        ("a", ContainerEventType::ContainerDeletedEvent as i32)
+    );
+    assert!(deleted.containers_statuses.is_empty());
+    assert!(
+        events.try_recv().is_err(),
+        "one STOPPED however often the exit is seen, and nothing for a failed start"
+    );
+
+    manager.publish_pod_event(&fx.pod, ContainerEventType::ContainerStoppedEvent);
+    let pod = manager.pod_status_for_event(&fx.pod).unwrap();
+    fx.sandboxes.stop(&fx.pod).unwrap();
+    fx.sandboxes.remove(&fx.pod).unwrap();
+    manager.publish_pod_event(&fx.pod, ContainerEventType::ContainerStartedEvent);
+    manager.publish_pod_deleted(pod);
+    let kinds: Vec<(String, i32)> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|e| (e.container_id, e.container_event_type))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (fx.pod.clone(), ContainerEventType::ContainerStoppedEvent as i32),
+            (fx.pod.clone(), ContainerEventType::ContainerDeletedEvent as i32),
+        ],
+        "a pod's own events; none for a pod that is gone, but its DELETED from the status taken before"
+    );
 }
 
 #[test]

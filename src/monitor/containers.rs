@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::logs::{CriLog, LogStream};
+use crate::monitor::exit_watch::ExitWatchers;
 use crate::monitor::orphans::Orphans;
 use crate::runtime::linux::container::{LinuxContainer, StreamingExec};
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
@@ -31,17 +33,29 @@ pub enum ContainerError {
     Host(String),
 }
 
-/// Set once by the container's thread when it has ended and its exit is on disk.
-#[derive(Default)]
+/// Set once by the container's thread when it has ended and its exit is on disk; the pod's
+/// exit watchers are told then.
 struct Ended {
     done: Mutex<bool>,
     signal: Condvar,
+    container_id: String,
+    watchers: Arc<ExitWatchers>,
 }
 
 impl Ended {
+    fn new(container_id: &str, watchers: Arc<ExitWatchers>) -> Arc<Ended> {
+        Arc::new(Ended {
+            done: Mutex::new(false),
+            signal: Condvar::new(),
+            container_id: container_id.to_string(),
+            watchers,
+        })
+    }
+
     fn set(&self) {
         *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.signal.notify_all();
+        self.watchers.ended(&self.container_id);
     }
 
     /// True when ended within `timeout`.
@@ -90,6 +104,7 @@ pub struct PodContainers {
     wasm: OnceLock<Result<Arc<WasmHost>, String>>,
     orphans: Arc<Orphans>,
     slots: Mutex<HashMap<String, Slot>>,
+    exit_watchers: Arc<ExitWatchers>,
 }
 
 /// How long a container's thread may take from writing its exit to being done.
@@ -128,7 +143,7 @@ impl PodContainers {
                 },
                 stdin,
                 log: Arc::new(Mutex::new(log)),
-                ended: Arc::new(Ended::default()),
+                ended: Ended::new(&id, self.exit_watchers.clone()),
                 phase: Phase::Created,
             },
         )
@@ -152,7 +167,7 @@ impl PodContainers {
         )?;
         let container = Arc::new(container);
         let log = Arc::new(Mutex::new(log));
-        let ended = Arc::new(Ended::default());
+        let ended = Ended::new(&id, self.exit_watchers.clone());
         let watched = (container.clone(), log.clone(), ended.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("linux-{}", id.chars().take(12).collect::<String>()))
@@ -450,6 +465,17 @@ impl PodContainers {
         self.lock().keys().cloned().collect()
     }
 
+    /// Has `stream` told of every container's end: first those that ended already.
+    pub fn watch_exits(&self, stream: UnixStream) -> std::io::Result<()> {
+        self.exit_watchers.add(stream, || {
+            self.lock()
+                .iter()
+                .filter(|(_, slot)| slot.ended.wait(Duration::ZERO))
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+
     /// The containers that were started, with when.
     pub fn started(&self) -> BTreeMap<String, i64> {
         self.lock()
@@ -600,6 +626,9 @@ mod tests {
             Err(ContainerError::Unknown(_))
         ));
 
+        let (watcher, watched) = UnixStream::pair().unwrap();
+        containers.watch_exits(watcher).unwrap();
+        let mut exits = std::io::BufRead::lines(std::io::BufReader::new(watched));
         let hello = launch(dir.path(), "hello", PROBE, &[]);
         containers.create_wasm(hello.clone()).unwrap();
         assert!(matches!(
@@ -608,6 +637,7 @@ mod tests {
         ));
         let started_at = containers.start("hello").unwrap();
         containers.stop("hello", Duration::from_secs(10)).unwrap();
+        assert_eq!(exits.next().unwrap().unwrap(), "hello", "the watcher is told");
         let exit = exit_of(&hello);
         assert_eq!((exit.exit_code, exit.started_at), (0, started_at));
         assert!(exit.finished_at >= started_at);

@@ -220,6 +220,13 @@ fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodCo
                 };
                 let _ = respond(&stream, &pong);
             }
+            Request::WatchExits => {
+                if respond(&stream, &Response::Done).is_ok()
+                    && let Err(e) = containers.watch_exits(stream)
+                {
+                    eprintln!("monitor for pod {pod_id}: exit watcher: {e}");
+                }
+            }
             Request::ListContainers => {
                 let listed = Response::Containers {
                     ids: containers.ids(),
@@ -356,6 +363,7 @@ fn answer(containers: &PodContainers, request: Request) -> Response {
         Request::Ping
         | Request::Shutdown
         | Request::ListContainers
+        | Request::WatchExits
         | Request::Attach { .. }
         | Request::Exec { .. } => Ok(()),
     };

@@ -22,6 +22,9 @@ pub enum Request {
     Shutdown,
     /// Which containers do you hold?
     ListContainers,
+    /// Follow the pod's exits: after the `done` answer the connection carries one line per
+    /// container that has ended (its exit on disk), its id; first those that ended already.
+    WatchExits,
     /// Load and check a wasm container; it runs on StartContainer.
     CreateWasm {
         /// What to run.

@@ -142,19 +142,20 @@ impl SandboxManager {
     }
 
     /// Called when the monitor `pid` of pod `id` has exited: a running pod becomes NotReady.
-    pub fn monitor_exited(&self, id: &str, pid: i32) -> Result<()> {
+    /// True when it did (the monitor ended on its own, not by StopPodSandbox).
+    pub fn monitor_exited(&self, id: &str, pid: i32) -> Result<bool> {
         match self.index.lookup(id)? {
             Some(entry) => self.on_monitor_exit(&entry, pid),
-            None => Ok(()),
+            None => Ok(false),
         }
     }
 
     /// A monitor exit for a sandbox already looked up (it may have been removed meanwhile).
-    pub(super) fn on_monitor_exit(&self, entry: &SandboxEntry, pid: i32) -> Result<()> {
+    pub(super) fn on_monitor_exit(&self, entry: &SandboxEntry, pid: i32) -> Result<bool> {
         let id = entry.snapshot().id;
         let _op = entry.lock_op();
         if entry.is_removed() {
-            return Ok(());
+            return Ok(false);
         }
         let mut record = entry.snapshot();
         let ours = record.monitor.is_some_and(|m| m.pid == pid);
@@ -163,7 +164,8 @@ impl SandboxManager {
             record.mark_not_ready("monitor exited")?;
             self.save(&record)?;
             entry.replace(record);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 }

@@ -233,13 +233,17 @@ fn a_dead_monitor_makes_the_pod_not_ready_on_disk_too() {
     let manager = fx.manager();
     let record = manager.run(request("a")).unwrap();
     let pid = record.monitor.unwrap().pid;
-    manager.monitor_exited(&record.id, pid + 1).unwrap();
+    assert!(!manager.monitor_exited(&record.id, pid + 1).unwrap());
     assert_eq!(
         manager.list(None)[0].state,
         cri_proto::PodSandboxState::SandboxReady as i32,
         "another pid is not ours"
     );
-    manager.monitor_exited(&record.id, pid).unwrap();
+    assert!(manager.monitor_exited(&record.id, pid).unwrap());
+    assert!(
+        !manager.monitor_exited(&record.id, pid).unwrap(),
+        "once only"
+    );
     let saved: SandboxRecord =
         checkpoint::read(&manager.layout().sandbox_checkpoint(&record.id)).unwrap();
     assert_eq!(saved.phase, SandboxPhase::NotReady);

@@ -2,6 +2,7 @@
 //! error. One file per RPC group; `serve` owns the socket and graceful shutdown.
 
 mod container;
+mod events;
 mod image_service;
 mod runtime_info;
 mod runtime_service;

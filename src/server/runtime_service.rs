@@ -1,5 +1,5 @@
 //! `runtime.v1.RuntimeService`: routes each RPC to its group's file. RPCs of later issues
-//! (stats, events, checkpoints) answer Unimplemented, naming the RPC.
+//! (stats, checkpoints) answer Unimplemented, naming the RPC.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -215,14 +215,13 @@ impl RuntimeService for RuntimeApi {
         ))
     }
 
-    type GetContainerEventsStream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
+    type GetContainerEventsStream = super::events::EventStream;
 
     async fn get_container_events(
         &self,
         _request: Request<GetEventsRequest>,
     ) -> RpcResult<Self::GetContainerEventsStream> {
-        Err(Error::unimplemented("GetContainerEvents").into())
+        Ok(Response::new(self.container_events_rpc()))
     }
 
     not_built_yet! {

@@ -1,7 +1,7 @@
 //! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
 
 use cri_proto::{
-    ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
+    ContainerEventType, ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
     PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
     RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
 };
@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::{RuntimeApi, blocking};
 use crate::daemon::Daemon;
 use crate::error::Result;
+use crate::store::sandbox::SandboxPhase;
 
 /// Stops a pod's containers before the pod. A container that will not stop does not hold the
 /// pod up: stopping the pod ends its monitor, and with it every container, whose exit is then
@@ -48,6 +49,9 @@ impl RuntimeApi {
         })??;
         tracing::Span::current().record("pod_id", record.id.as_str());
         tracing::info!("pod sandbox ready");
+        let containers = &self.daemon.containers;
+        containers.publish_pod_event(&record.id, ContainerEventType::ContainerCreatedEvent);
+        containers.publish_pod_event(&record.id, ContainerEventType::ContainerStartedEvent);
         Ok(RunPodSandboxResponse {
             pod_sandbox_id: record.id,
         })
@@ -60,8 +64,18 @@ impl RuntimeApi {
     ) -> Result<StopPodSandboxResponse> {
         let daemon = self.daemon.clone();
         blocking(move || {
-            stop_containers(&daemon, &request.pod_sandbox_id);
-            daemon.sandboxes.stop(&request.pod_sandbox_id)
+            let id = &request.pod_sandbox_id;
+            let was_ready = daemon
+                .sandboxes
+                .snapshot(id)
+                .is_ok_and(|pod| pod.phase == SandboxPhase::Ready);
+            stop_containers(&daemon, id);
+            daemon.sandboxes.stop(id)?;
+            if was_ready {
+                let stopped = ContainerEventType::ContainerStoppedEvent;
+                daemon.containers.publish_pod_event(id, stopped);
+            }
+            Ok(())
         })
         .await?;
         Ok(StopPodSandboxResponse {})
@@ -74,10 +88,16 @@ impl RuntimeApi {
     ) -> Result<RemovePodSandboxResponse> {
         let daemon = self.daemon.clone();
         blocking(move || {
-            stop_containers(&daemon, &request.pod_sandbox_id);
-            daemon.sandboxes.stop(&request.pod_sandbox_id)?;
-            daemon.containers.remove_pod(&request.pod_sandbox_id)?;
-            daemon.sandboxes.remove(&request.pod_sandbox_id)
+            let id = &request.pod_sandbox_id;
+            stop_containers(&daemon, id);
+            daemon.sandboxes.stop(id)?;
+            daemon.containers.remove_pod(id)?;
+            let pod = daemon.containers.pod_status_for_event(id);
+            daemon.sandboxes.remove(id)?;
+            if let Some(pod) = pod {
+                daemon.containers.publish_pod_deleted(pod);
+            }
+            Ok(())
         })
         .await?;
         Ok(RemovePodSandboxResponse {})

@@ -1,0 +1,108 @@
+//! Container and pod events for GetContainerEvents, kubelet's evented PLEG. Each event carries
+//! the pod's status and the statuses of all its containers at the time: kubelet files its pod
+//! cache from them. Events are only built while someone listens. A container's STOPPED event
+//! goes out when its exit is first seen: from the monitor's exit report, a status read or a
+//! stop, whichever comes first.
+
+use cri_proto::{ContainerEventResponse, ContainerEventType, PodSandboxStatus};
+use tokio::sync::broadcast;
+
+use super::ContainerManager;
+use crate::sandbox::now_nanos;
+
+/// How far a listener may fall behind before its stream ends (kubelet then relists).
+const BACKLOG: usize = 4096;
+
+/// The daemon's event channel.
+pub struct Events {
+    sender: broadcast::Sender<ContainerEventResponse>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            sender: broadcast::channel(BACKLOG).0,
+        }
+    }
+}
+
+impl ContainerManager {
+    /// A new listener: every event from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<ContainerEventResponse> {
+        self.events.sender.subscribe()
+    }
+
+    /// Publishes an event of container (or pod) `id` in pod `pod_id`. A pod that is gone
+    /// already gets none: kubelet could not file it under a pod.
+    pub(super) fn publish(&self, id: &str, pod_id: &str, kind: ContainerEventType) {
+        if self.events.sender.receiver_count() == 0 {
+            return;
+        }
+        if let Some(pod) = self.pod_status_for_event(pod_id) {
+            self.send_event(id, kind, pod);
+        }
+    }
+
+    /// Publishes an event of pod `pod_id` itself (RunPodSandbox, StopPodSandbox, the end of
+    /// its monitor), as containerd does for its sandboxes.
+    pub fn publish_pod_event(&self, pod_id: &str, kind: ContainerEventType) {
+        self.publish(pod_id, pod_id, kind);
+    }
+
+    /// The pod's status, when someone listens: taken before RemovePodSandbox for the DELETED
+    /// event that follows it ([`Self::publish_pod_deleted`]).
+    pub fn pod_status_for_event(&self, pod_id: &str) -> Option<PodSandboxStatus> {
+        if self.events.sender.receiver_count() == 0 {
+            return None;
+        }
+        self.sandboxes.status(pod_id, false).ok()?.status
+    }
+
+    /// Publishes the DELETED event of a removed pod, whose status was taken before.
+    pub fn publish_pod_deleted(&self, pod: PodSandboxStatus) {
+        let id = pod.id.clone();
+        self.send_event(&id, ContainerEventType::ContainerDeletedEvent, pod);
+    }
+
+    /// Container `id` ended (its monitor says so): it is brought up to date, which publishes
+    /// its STOPPED event if nothing saw the exit before. An unknown id is one removed since.
+    pub fn notice_exit(&self, id: &str) {
+        let entry = self
+            .containers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(entry) = entry
+            && let Err(e) = self.refresh(&entry)
+        {
+            tracing::warn!(container_id = %id, error = %e, "an exit the monitor reported cannot be read");
+        }
+    }
+
+    /// Pod `pod_id`'s monitor has ended: its containers are brought up to date (STOPPED
+    /// events for those that were running), then the pod's own STOPPED event.
+    pub fn notice_pod_ended(&self, pod_id: &str) {
+        if self.events.sender.receiver_count() == 0 {
+            return;
+        }
+        for entry in self.of_pod(pod_id) {
+            if let Err(e) = self.refresh(&entry) {
+                tracing::warn!(pod_id, error = %e, "a container of an ended pod cannot be brought up to date");
+            }
+        }
+        self.publish_pod_event(pod_id, ContainerEventType::ContainerStoppedEvent);
+    }
+
+    fn send_event(&self, id: &str, kind: ContainerEventType, pod: PodSandboxStatus) {
+        let event = ContainerEventResponse {
+            container_id: id.to_string(),
+            container_event_type: kind as i32,
+            created_at: now_nanos(),
+            containers_statuses: self.pod_container_statuses(&pod.id),
+            pod_sandbox_status: Some(pod),
+        };
+        // An error only means that nobody listens any more.
+        let _ = self.events.sender.send(event);
+    }
+}
