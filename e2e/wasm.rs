@@ -675,3 +675,100 @@ async fn a_component_listens_on_tcp_in_its_pods_network_namespace() {
     assert!(env_.log("listener").is_empty(), "no failure on stderr");
     assert!(!listening(), "the guest's sockets closed with it");
 }
+
+/// The next `count` events of `stream`, each within 10 s.
+async fn next_events(
+    stream: &mut tonic::Streaming<ContainerEventResponse>,
+    count: usize,
+) -> Vec<ContainerEventResponse> {
+    let mut events = Vec::new();
+    for _ in 0..count {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no event after {events:?}"))
+            .unwrap()
+            .expect("the event stream goes on");
+        events.push(event);
+    }
+    events
+}
+
+fn kinds(events: &[ContainerEventResponse]) -> Vec<(String, ContainerEventType)> {
+    events
+        .iter()
+        .map(|e| {
+            let kind = ContainerEventType::try_from(e.container_event_type).unwrap();
+            (e.container_id.clone(), kind)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_follow_a_container_to_its_exit_without_status_reads_and_its_pod_to_the_end() {
+    use ContainerEventType::*;
+    let mut env_ = PodEnv::start(&["wasm-probe"]).await;
+    let mut stream = env_
+        .client
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let id = env_
+        .create(env_.container("wasm-probe", "hello", &[]))
+        .await
+        .unwrap();
+    env_.start_container(&id).await;
+    // No status is read: the exit comes from the monitor's report.
+    let events = next_events(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (id.clone(), ContainerCreatedEvent),
+            (id.clone(), ContainerStartedEvent),
+            (id.clone(), ContainerStoppedEvent)
+        ]
+    );
+    let stopped = &events[2];
+    let pod = stopped.pod_sandbox_status.as_ref().unwrap();
+    assert_eq!(pod.id, env_.pod);
+    assert_eq!(pod.metadata.as_ref().unwrap().name, "wasm");
+    let container = &stopped.containers_statuses[0];
+    assert_eq!(
+        (
+            container.id.as_str(),
+            container.state,
+            container.exit_code,
+            container.reason.as_str()
+        ),
+        (
+            id.as_str(),
+            ContainerState::ContainerExited as i32,
+            0,
+            "Completed"
+        )
+    );
+    assert!(stopped.created_at >= container.finished_at);
+
+    env_.remove(&id).await;
+    let pod_id = env_.pod.clone();
+    stop_pod(&mut env_.client, &pod_id).await;
+    stop_pod(&mut env_.client, &pod_id).await;
+    remove_pod(&mut env_.client, &pod_id).await;
+    let events = next_events(&mut stream, 3).await;
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (id.clone(), ContainerDeletedEvent),
+            (pod_id.clone(), ContainerStoppedEvent),
+            (pod_id.clone(), ContainerDeletedEvent)
+        ],
+        "one STOPPED for two stops"
+    );
+    assert!(events[0].containers_statuses.is_empty());
+    let deleted = events[2].pod_sandbox_status.as_ref().unwrap();
+    assert_eq!(
+        (deleted.id.as_str(), deleted.state),
+        (pod_id.as_str(), PodSandboxState::SandboxNotready as i32),
+        "the DELETED event carries the pod as it was before its removal"
+    );
+}

@@ -10,7 +10,7 @@
 //! - `pull`: PullImage then RemoveImage of `--image`, `--count` times one after the other
 //!   (each pull starts from an empty store: download, verify, unpack).
 //! - `container-run`: in one pod, `--count` containers of `--image` (pulled first) with
-//!   `--arg`s: CreateContainer, StartContainer, ContainerStatus until it exits, RemoveContainer;
+//!   `--arg`s: CreateContainer, StartContainer, its exit seen (see `--exit-seen`), RemoveContainer;
 //!   reports Create+Start and RunToExit (create to exit seen) latencies and containers/s.
 //! - `pod-to-exit`: `--count` times: RunPodSandbox, then one container of `--image` run to its
 //!   exit (PodToExit: from RunPodSandbox to the exit seen); then the pod is removed.
@@ -21,6 +21,8 @@
 //!   RemoveContainer.
 //!
 //! `--command` (repeatable) sets the containers' command (a Linux image's `true` or `sleep`).
+//! `--exit-seen` says how an exit is seen: from GetContainerEvents (`events`, the default;
+//! polling if the runtime has no events) or by polling ContainerStatus (`poll`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -86,6 +88,18 @@ struct Args {
     /// Print a JSON report instead of a table.
     #[arg(long)]
     json: bool,
+    /// container-run, pod-to-exit: how an exit is seen.
+    #[arg(long, value_enum, default_value_t = ExitSeen::Events)]
+    exit_seen: ExitSeen,
+}
+
+/// How the load generator learns that a container exited.
+#[derive(Clone, Copy, ValueEnum)]
+enum ExitSeen {
+    /// From its STOPPED event (GetContainerEvents); polling when the runtime has no events.
+    Events,
+    /// ContainerStatus every 0.5 ms (1 ms with tokio's timer).
+    Poll,
 }
 
 #[derive(Clone, Copy, ValueEnum, Serialize)]
@@ -305,7 +319,80 @@ async fn start_container(
 }
 
 /// Polls ContainerStatus until the container has exited (at most a minute); false otherwise.
-async fn wait_exited(client: &mut RuntimeServiceClient<Channel>, id: &str) -> bool {
+/// The containers whose STOPPED event has come, from one GetContainerEvents stream.
+#[derive(Default)]
+struct Exits {
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl Exits {
+    /// Subscribes to the runtime's events; None (with a note) when it has none.
+    async fn follow(channel: Channel) -> Option<Arc<Exits>> {
+        let mut client = RuntimeServiceClient::new(channel);
+        let mut stream = match client.get_container_events(GetEventsRequest {}).await {
+            Ok(response) => response.into_inner(),
+            Err(e) => {
+                eprintln!("crishim-bench: no container events ({e}); polling ContainerStatus");
+                return None;
+            }
+        };
+        let exits = Arc::new(Exits::default());
+        let followed = exits.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(event)) = stream.message().await {
+                if event.container_event_type == ContainerEventType::ContainerStoppedEvent as i32 {
+                    followed
+                        .seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(event.container_id);
+                    followed.arrived.notify_waiters();
+                }
+            }
+        });
+        Some(exits)
+    }
+
+    /// Waits up to 60 s for container `id`'s STOPPED event.
+    async fn wait(&self, id: &str) -> bool {
+        let waited = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let arrived = self.arrived.notified();
+                tokio::pin!(arrived);
+                arrived.as_mut().enable();
+                if self
+                    .seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(id)
+                {
+                    return;
+                }
+                arrived.await;
+            }
+        });
+        waited.await.is_ok()
+    }
+}
+
+/// Follows exits by events when `--exit-seen events` and the runtime has them.
+async fn follow_exits(args: &Args, channel: &Channel) -> Option<Arc<Exits>> {
+    match args.exit_seen {
+        ExitSeen::Events => Exits::follow(channel.clone()).await,
+        ExitSeen::Poll => None,
+    }
+}
+
+/// Waits for container `id` to exit: its event, or else status polls.
+async fn wait_exited(
+    client: &mut RuntimeServiceClient<Channel>,
+    exits: Option<&Exits>,
+    id: &str,
+) -> bool {
+    if let Some(exits) = exits {
+        return exits.wait(id).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let request = ContainerStatusRequest {
@@ -513,9 +600,10 @@ async fn containers_in_one_pod(
     let Some(pod) = run_pod(&mut client, &rec, args, run_id, 0).await else {
         return Duration::ZERO;
     };
+    let exits = follow_exits(args, &channel).await;
     let (rec2, args2, pod2) = (rec.clone(), args.clone(), pod.clone());
     let wall = drive(args, channel, move |mut client, i| {
-        let (rec, args, pod) = (rec2.clone(), args2.clone(), pod2.clone());
+        let (rec, args, pod, exits) = (rec2.clone(), args2.clone(), pod2.clone(), exits.clone());
         async move {
             let started = Instant::now();
             let name = format!("bench-{i}");
@@ -528,7 +616,7 @@ async fn containers_in_one_pod(
                     timeout: args.stop_timeout,
                 };
                 rec.time("StopContainer", client.stop_container(stop)).await;
-            } else if wait_exited(&mut client, &id).await {
+            } else if wait_exited(&mut client, exits.as_deref(), &id).await {
                 rec.record("RunToExit", started.elapsed()).await;
             } else {
                 rec.fail(format!("container {id} did not exit")).await;
@@ -545,9 +633,10 @@ async fn containers_in_one_pod(
 }
 
 async fn pod_to_exit(args: &Args, channel: Channel, rec: Arc<Recorder>, run_id: u32) -> Duration {
+    let exits = follow_exits(args, &channel).await;
     let (rec2, args2) = (rec.clone(), args.clone());
     drive(args, channel, move |mut client, i| {
-        let (rec, args) = (rec2.clone(), args2.clone());
+        let (rec, args, exits) = (rec2.clone(), args2.clone(), exits.clone());
         async move {
             let started = Instant::now();
             let Some(pod) = run_pod(&mut client, &rec, &args, run_id, i).await else {
@@ -555,7 +644,7 @@ async fn pod_to_exit(args: &Args, channel: Channel, rec: Arc<Recorder>, run_id: 
             };
             let name = "bench".to_string();
             if let Some(id) = start_container(&mut client, &rec, &args, &pod, name).await {
-                if wait_exited(&mut client, &id).await {
+                if wait_exited(&mut client, exits.as_deref(), &id).await {
                     rec.record("PodToExit", started.elapsed()).await;
                 } else {
                     rec.fail(format!("container {id} did not exit")).await;

@@ -131,7 +131,6 @@ impl ContainerManager {
             .collect()
     }
 
-
     /// Every container that passes `filter`, newest first.
     pub fn list(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {
         let mut records: Vec<ContainerRecord> = self

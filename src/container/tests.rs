@@ -457,8 +457,14 @@ fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
     assert_eq!(
         kinds,
         vec![
-            (fx.pod.clone(), ContainerEventType::ContainerStoppedEvent as i32),
-            (fx.pod.clone(), ContainerEventType::ContainerDeletedEvent as i32),
+            (
+                fx.pod.clone(),
+                ContainerEventType::ContainerStoppedEvent as i32
+            ),
+            (
+                fx.pod.clone(),
+                ContainerEventType::ContainerDeletedEvent as i32
+            ),
         ],
         "a pod's own events; none for a pod that is gone, but its DELETED from the status taken before"
     );

@@ -637,7 +637,11 @@ mod tests {
         ));
         let started_at = containers.start("hello").unwrap();
         containers.stop("hello", Duration::from_secs(10)).unwrap();
-        assert_eq!(exits.next().unwrap().unwrap(), "hello", "the watcher is told");
+        assert_eq!(
+            exits.next().unwrap().unwrap(),
+            "hello",
+            "the watcher is told"
+        );
         let exit = exit_of(&hello);
         assert_eq!((exit.exit_code, exit.started_at), (0, started_at));
         assert!(exit.finished_at >= started_at);

@@ -36,10 +36,7 @@ impl ExitWatchers {
     ) -> std::io::Result<()> {
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let lines: String = ended_already()
-            .iter()
-            .map(|id| format!("{id}\n"))
-            .collect();
+        let lines: String = ended_already().iter().map(|id| format!("{id}\n")).collect();
         (&stream).write_all(lines.as_bytes())?;
         streams.push(stream);
         Ok(())

@@ -8,8 +8,9 @@ use super::RuntimeApi;
 use crate::error::Error;
 
 /// What GetContainerEvents answers.
-pub(super) type EventStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
+pub(super) type EventStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<ContainerEventResponse, Status>> + Send>,
+>;
 
 impl RuntimeApi {
     /// Every event from now on, until the client goes. A client that falls too far behind
