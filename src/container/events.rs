@@ -4,6 +4,8 @@
 //! goes out when its exit is first seen: from the monitor's exit report, a status read or a
 //! stop, whichever comes first.
 
+use std::sync::Arc;
+
 use cri_proto::{ContainerEventResponse, ContainerEventType, PodSandboxStatus};
 use tokio::sync::broadcast;
 
@@ -13,9 +15,10 @@ use crate::sandbox::now_nanos;
 /// How far a listener may fall behind before its stream ends (kubelet then relists).
 const BACKLOG: usize = 4096;
 
-/// The daemon's event channel.
+/// The daemon's event channel. Events are shared (`Arc`): the channel's slots are made
+/// up front, and a slot of a whole event would cost the daemon about 2 MiB for nothing.
 pub struct Events {
-    sender: broadcast::Sender<ContainerEventResponse>,
+    sender: broadcast::Sender<Arc<ContainerEventResponse>>,
 }
 
 impl Default for Events {
@@ -28,7 +31,7 @@ impl Default for Events {
 
 impl ContainerManager {
     /// A new listener: every event from now on.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<ContainerEventResponse> {
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<ContainerEventResponse>> {
         self.events.sender.subscribe()
     }
 
@@ -103,6 +106,6 @@ impl ContainerManager {
             pod_sandbox_status: Some(pod),
         };
         // An error only means that nobody listens any more.
-        let _ = self.events.sender.send(event);
+        let _ = self.events.sender.send(Arc::new(event));
     }
 }

@@ -424,7 +424,7 @@ fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
         (stopped.container_id.as_str(), stopped.container_event_type),
         ("a", ContainerEventType::ContainerStoppedEvent as i32)
     );
-    assert_eq!(stopped.pod_sandbox_status.unwrap().id, fx.pod);
+    assert_eq!(stopped.pod_sandbox_status.as_ref().unwrap().id, fx.pod);
     let statuses: Vec<(String, i32, i32)> = stopped
         .containers_statuses
         .iter()
@@ -452,7 +452,7 @@ fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
     manager.publish_pod_event(&fx.pod, ContainerEventType::ContainerStartedEvent);
     manager.publish_pod_deleted(pod);
     let kinds: Vec<(String, i32)> = std::iter::from_fn(|| events.try_recv().ok())
-        .map(|e| (e.container_id, e.container_event_type))
+        .map(|e| (e.container_id.clone(), e.container_event_type))
         .collect();
     assert_eq!(
         kinds,

@@ -70,7 +70,8 @@ pub async fn follow(socket: PathBuf, mut on_exit: impl FnMut(String)) -> std::io
     }
     stream.set_nonblocking(true)?;
     let stream = tokio::net::UnixStream::from_std(stream)?;
-    let mut lines = tokio::io::BufReader::new(stream).lines();
+    // Lines are ids (65 bytes): a small buffer, as there is one of these per pod.
+    let mut lines = tokio::io::BufReader::with_capacity(512, stream).lines();
     while let Some(id) = lines.next_line().await? {
         on_exit(id);
     }

@@ -24,7 +24,7 @@ impl RuntimeApi {
             |receiver| async move {
                 let mut receiver = receiver?;
                 match receiver.recv().await {
-                    Ok(event) => Some((Ok(event), Some(receiver))),
+                    Ok(event) => Some((Ok((*event).clone()), Some(receiver))),
                     Err(RecvError::Lagged(missed)) => {
                         let lagged = Error::Unavailable(format!(
                             "the client fell {missed} events behind; they are dropped: list again and resubscribe"
