@@ -771,4 +771,18 @@ async fn events_follow_a_container_to_its_exit_without_status_reads_and_its_pod_
         (pod_id.as_str(), PodSandboxState::SandboxNotready as i32),
         "the DELETED event carries the pod as it was before its removal"
     );
+
+    let other = run_pod(&mut env_.client, pod_config("other", &[])).await;
+    remove_pod(&mut env_.client, &other[..12]).await;
+    let events = next_events(&mut stream, 4).await;
+    assert_eq!(
+        kinds(&events),
+        vec![
+            (other.clone(), ContainerCreatedEvent),
+            (other.clone(), ContainerStartedEvent),
+            (other.clone(), ContainerStoppedEvent),
+            (other.clone(), ContainerDeletedEvent)
+        ],
+        "a ready pod removed by an id prefix: stopped, then deleted, named in full"
+    );
 }

@@ -6,11 +6,13 @@
 
 use std::sync::Arc;
 
-use cri_proto::{ContainerEventResponse, ContainerEventType, PodSandboxStatus};
+use cri_proto::{ContainerEventResponse, ContainerEventType, ContainerStatus, PodSandboxStatus};
 use tokio::sync::broadcast;
 
 use super::ContainerManager;
+use super::query::cri_status;
 use crate::sandbox::now_nanos;
+use crate::store::container::ContainerRecord;
 
 /// How far a listener may fall behind before its stream ends (kubelet then relists).
 const BACKLOG: usize = 4096;
@@ -35,27 +37,41 @@ impl ContainerManager {
         self.events.sender.subscribe()
     }
 
-    /// Publishes an event of container (or pod) `id` in pod `pod_id`. A pod that is gone
-    /// already gets none: kubelet could not file it under a pod.
-    pub(super) fn publish(&self, id: &str, pod_id: &str, kind: ContainerEventType) {
-        if self.events.sender.receiver_count() == 0 {
+    /// Whether anyone listens (nothing is built otherwise).
+    pub(super) fn listened(&self) -> bool {
+        self.events.sender.receiver_count() > 0
+    }
+
+    /// Publishes an event of the container `record` describes, with the record as the
+    /// container's status (its entry may not show it yet: a start is published before it is
+    /// visible, so that no STOPPED can come before its STARTED); a deleted one is left out.
+    /// A pod that is gone already gets none: kubelet could not file it under a pod.
+    pub(super) fn publish(&self, record: &ContainerRecord, kind: ContainerEventType) {
+        let Some(pod) = self.pod_status_for_event(&record.pod_id) else {
             return;
+        };
+        let mut statuses = self.pod_container_statuses(&pod.id);
+        statuses.retain(|s| s.id != record.id);
+        if kind != ContainerEventType::ContainerDeletedEvent {
+            statuses.push(cri_status(record));
         }
-        if let Some(pod) = self.pod_status_for_event(pod_id) {
-            self.send_event(id, kind, pod);
-        }
+        self.send_event(&record.id, kind, pod, statuses);
     }
 
     /// Publishes an event of pod `pod_id` itself (RunPodSandbox, StopPodSandbox, the end of
     /// its monitor), as containerd does for its sandboxes.
     pub fn publish_pod_event(&self, pod_id: &str, kind: ContainerEventType) {
-        self.publish(pod_id, pod_id, kind);
+        // `pod_id` may be a prefix, as the pod RPCs take: the event names the pod in full.
+        if let Some(pod) = self.pod_status_for_event(pod_id) {
+            let (id, statuses) = (pod.id.clone(), self.pod_container_statuses(&pod.id));
+            self.send_event(&id, kind, pod, statuses);
+        }
     }
 
     /// The pod's status, when someone listens: taken before RemovePodSandbox for the DELETED
     /// event that follows it ([`Self::publish_pod_deleted`]).
     pub fn pod_status_for_event(&self, pod_id: &str) -> Option<PodSandboxStatus> {
-        if self.events.sender.receiver_count() == 0 {
+        if !self.listened() {
             return None;
         }
         self.sandboxes.status(pod_id, false).ok()?.status
@@ -64,11 +80,18 @@ impl ContainerManager {
     /// Publishes the DELETED event of a removed pod, whose status was taken before.
     pub fn publish_pod_deleted(&self, pod: PodSandboxStatus) {
         let id = pod.id.clone();
-        self.send_event(&id, ContainerEventType::ContainerDeletedEvent, pod);
+        self.send_event(
+            &id,
+            ContainerEventType::ContainerDeletedEvent,
+            pod,
+            Vec::new(),
+        );
     }
 
     /// Container `id` ended (its monitor says so): it is brought up to date, which publishes
     /// its STOPPED event if nothing saw the exit before. An unknown id is one removed since.
+    /// It waits for the container's operation in progress: its STARTED (or a stop's own
+    /// STOPPED) goes out first, its DELETED after.
     pub fn notice_exit(&self, id: &str) {
         let entry = self
             .containers
@@ -76,9 +99,9 @@ impl ContainerManager {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned();
-        if let Some(entry) = entry
-            && let Err(e) = self.refresh(&entry)
-        {
+        let Some(entry) = entry else { return };
+        let _op = entry.lock_op();
+        if let Err(e) = self.refresh(&entry) {
             tracing::warn!(container_id = %id, error = %e, "an exit the monitor reported cannot be read");
         }
     }
@@ -86,7 +109,7 @@ impl ContainerManager {
     /// Pod `pod_id`'s monitor has ended: its containers are brought up to date (STOPPED
     /// events for those that were running), then the pod's own STOPPED event.
     pub fn notice_pod_ended(&self, pod_id: &str) {
-        if self.events.sender.receiver_count() == 0 {
+        if !self.listened() {
             return;
         }
         for entry in self.of_pod(pod_id) {
@@ -97,12 +120,18 @@ impl ContainerManager {
         self.publish_pod_event(pod_id, ContainerEventType::ContainerStoppedEvent);
     }
 
-    fn send_event(&self, id: &str, kind: ContainerEventType, pod: PodSandboxStatus) {
+    fn send_event(
+        &self,
+        id: &str,
+        kind: ContainerEventType,
+        pod: PodSandboxStatus,
+        containers_statuses: Vec<ContainerStatus>,
+    ) {
         let event = ContainerEventResponse {
             container_id: id.to_string(),
             container_event_type: kind as i32,
             created_at: now_nanos(),
-            containers_statuses: self.pod_container_statuses(&pod.id),
+            containers_statuses,
             pod_sandbox_status: Some(pod),
         };
         // An error only means that nobody listens any more.

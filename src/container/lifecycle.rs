@@ -84,7 +84,11 @@ impl ContainerManager {
         };
         match created {
             Ok(()) => {
-                self.publish(&id, &pod.id, ContainerEventType::ContainerCreatedEvent);
+                if self.listened()
+                    && let Ok(entry) = self.entry(&id)
+                {
+                    self.publish(&entry.snapshot(), ContainerEventType::ContainerCreatedEvent);
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -280,9 +284,10 @@ impl ContainerManager {
         };
         record.phase = ContainerPhase::Running;
         record.started_at = started_at;
-        let (id, pod_id) = (record.id.clone(), record.pod_id.clone());
+        if self.listened() {
+            self.publish(&record, ContainerEventType::ContainerStartedEvent);
+        }
         entry.replace(record);
-        self.publish(&id, &pod_id, ContainerEventType::ContainerStartedEvent);
         Ok(())
     }
 
@@ -365,11 +370,9 @@ impl ContainerManager {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&record.id);
         self.release_name(&record.name_key(), &record.id);
-        self.publish(
-            &record.id,
-            &record.pod_id,
-            ContainerEventType::ContainerDeletedEvent,
-        );
+        if self.listened() {
+            self.publish(&record, ContainerEventType::ContainerDeletedEvent);
+        }
         Ok(())
     }
 
@@ -481,11 +484,9 @@ impl ContainerManager {
         drop(record);
         // Whoever sees the exit first (a status read, a stop, the monitor's report) makes
         // the one transition, and with it the one STOPPED event.
-        self.publish(
-            &exited.id,
-            &exited.pod_id,
-            ContainerEventType::ContainerStoppedEvent,
-        );
+        if self.listened() {
+            self.publish(&exited, ContainerEventType::ContainerStoppedEvent);
+        }
         Ok(exited)
     }
 

@@ -44,7 +44,7 @@ fn matches(record: &ContainerRecord, filter: Option<&ContainerFilter>) -> bool {
 }
 
 /// The CRI status of a record as it stands.
-fn cri_status(record: &ContainerRecord) -> ContainerStatus {
+pub(super) fn cri_status(record: &ContainerRecord) -> ContainerStatus {
     let exit = record.exit.clone().unwrap_or_default();
     ContainerStatus {
         id: record.id.clone(),

@@ -13,13 +13,23 @@ use crate::daemon::Daemon;
 use crate::error::Result;
 use crate::store::sandbox::SandboxPhase;
 
-/// Stops a pod's containers before the pod. A container that will not stop does not hold the
-/// pod up: stopping the pod ends its monitor, and with it every container, whose exit is then
-/// recorded as such.
-fn stop_containers(daemon: &Daemon, pod_id: &str) {
+/// Stops a pod, its containers first. A container that will not stop does not hold the pod
+/// up: stopping the pod ends its monitor, and with it every container, whose exit is then
+/// recorded as such. A pod that was ready gets its STOPPED event.
+fn stop_pod(daemon: &Daemon, pod_id: &str) -> Result<()> {
+    let was_ready = daemon
+        .sandboxes
+        .snapshot(pod_id)
+        .is_ok_and(|pod| pod.phase == SandboxPhase::Ready);
     if let Err(e) = daemon.containers.stop_pod(pod_id) {
         tracing::warn!(pod_id, error = %e, "stopping the pod's containers failed; stopping the pod ends them");
     }
+    daemon.sandboxes.stop(pod_id)?;
+    if was_ready {
+        let stopped = ContainerEventType::ContainerStoppedEvent;
+        daemon.containers.publish_pod_event(pod_id, stopped);
+    }
+    Ok(())
 }
 
 impl RuntimeApi {
@@ -63,21 +73,7 @@ impl RuntimeApi {
         request: StopPodSandboxRequest,
     ) -> Result<StopPodSandboxResponse> {
         let daemon = self.daemon.clone();
-        blocking(move || {
-            let id = &request.pod_sandbox_id;
-            let was_ready = daemon
-                .sandboxes
-                .snapshot(id)
-                .is_ok_and(|pod| pod.phase == SandboxPhase::Ready);
-            stop_containers(&daemon, id);
-            daemon.sandboxes.stop(id)?;
-            if was_ready {
-                let stopped = ContainerEventType::ContainerStoppedEvent;
-                daemon.containers.publish_pod_event(id, stopped);
-            }
-            Ok(())
-        })
-        .await?;
+        blocking(move || stop_pod(&daemon, &request.pod_sandbox_id)).await?;
         Ok(StopPodSandboxResponse {})
     }
 
@@ -89,8 +85,7 @@ impl RuntimeApi {
         let daemon = self.daemon.clone();
         blocking(move || {
             let id = &request.pod_sandbox_id;
-            stop_containers(&daemon, id);
-            daemon.sandboxes.stop(id)?;
+            stop_pod(&daemon, id)?;
             daemon.containers.remove_pod(id)?;
             let pod = daemon.containers.pod_status_for_event(id);
             daemon.sandboxes.remove(id)?;
