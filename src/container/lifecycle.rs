@@ -284,9 +284,7 @@ impl ContainerManager {
         };
         record.phase = ContainerPhase::Running;
         record.started_at = started_at;
-        if self.listened() {
-            self.publish(&record, ContainerEventType::ContainerStartedEvent);
-        }
+        self.publish(&record, ContainerEventType::ContainerStartedEvent);
         entry.replace(record);
         Ok(())
     }
@@ -370,9 +368,7 @@ impl ContainerManager {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&record.id);
         self.release_name(&record.name_key(), &record.id);
-        if self.listened() {
-            self.publish(&record, ContainerEventType::ContainerDeletedEvent);
-        }
+        self.publish(&record, ContainerEventType::ContainerDeletedEvent);
         Ok(())
     }
 
@@ -484,9 +480,7 @@ impl ContainerManager {
         drop(record);
         // Whoever sees the exit first (a status read, a stop, the monitor's report) makes
         // the one transition, and with it the one STOPPED event.
-        if self.listened() {
-            self.publish(&exited, ContainerEventType::ContainerStoppedEvent);
-        }
+        self.publish(&exited, ContainerEventType::ContainerStoppedEvent);
         Ok(exited)
     }
 
