@@ -318,7 +318,6 @@ async fn start_container(
     Some(id)
 }
 
-/// Polls ContainerStatus until the container has exited (at most a minute); false otherwise.
 /// The containers whose STOPPED event has come, from one GetContainerEvents stream.
 #[derive(Default)]
 struct Exits {
@@ -384,7 +383,8 @@ async fn follow_exits(args: &Args, channel: &Channel) -> Option<Arc<Exits>> {
     }
 }
 
-/// Waits for container `id` to exit: its event, or else status polls.
+/// Waits for container `id` to exit (at most a minute): its event, or else ContainerStatus
+/// polls; false when it did not.
 async fn wait_exited(
     client: &mut RuntimeServiceClient<Channel>,
     exits: Option<&Exits>,
