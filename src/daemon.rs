@@ -24,8 +24,12 @@ use crate::store::layout::Layout;
 use crate::store::sandbox::{MonitorProcess, SandboxPhase};
 use crate::streaming::http::StreamingServer;
 
-/// How long to wait before asking a monitor again for its exits.
+/// How long to wait before asking a monitor again for its exits. The wait doubles while
+/// asking fails (a monitor of an older daemon has no exit reports).
 const REFOLLOW_DELAY: Duration = Duration::from_millis(200);
+
+/// The longest wait between two failed requests for a monitor's exits.
+const REFOLLOW_DELAY_MAX: Duration = Duration::from_secs(10);
 
 /// Everything the RPCs share.
 pub struct Daemon {
@@ -159,6 +163,7 @@ impl Daemon {
                     .snapshot(pod_id)
                     .is_ok_and(|pod| pod.phase == SandboxPhase::Ready)
             };
+            let mut delay = REFOLLOW_DELAY;
             while ready(&pod_id) {
                 let containers = containers.clone();
                 let followed = exit_watch::follow(socket.clone(), move |id| {
@@ -166,10 +171,14 @@ impl Daemon {
                     tokio::task::spawn_blocking(move || containers.notice_exit(&id));
                 })
                 .await;
-                if let Err(e) = followed {
-                    tracing::debug!(pod_id = %pod_id, error = %e, "following the monitor's exits");
+                match followed {
+                    Ok(()) => delay = REFOLLOW_DELAY,
+                    Err(e) => {
+                        tracing::debug!(pod_id = %pod_id, error = %e, "following the monitor's exits");
+                        delay = (delay * 2).min(REFOLLOW_DELAY_MAX);
+                    }
                 }
-                tokio::time::sleep(REFOLLOW_DELAY).await;
+                tokio::time::sleep(delay).await;
             }
         });
     }
