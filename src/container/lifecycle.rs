@@ -426,7 +426,7 @@ impl ContainerManager {
             .map_or_else(|_| pod_id.to_string(), |pod| pod.id);
         self.entries()
             .into_iter()
-            .filter(|e| e.snapshot().pod_id == pod_id)
+            .filter(|e| e.in_pod(&pod_id))
             .collect()
     }
 

@@ -59,6 +59,11 @@ impl ContainerEntry {
             .clone()
     }
 
+    /// Whether the container belongs to pod `pod_id` (without copying its record).
+    fn in_pod(&self, pod_id: &str) -> bool {
+        self.record.read().unwrap_or_else(|e| e.into_inner()).pod_id == pod_id
+    }
+
     fn replace(&self, record: ContainerRecord) {
         *self.record.write().unwrap_or_else(|e| e.into_inner()) = record;
     }

@@ -125,7 +125,7 @@ impl ContainerManager {
     pub(super) fn pod_container_statuses(&self, pod_id: &str) -> Vec<ContainerStatus> {
         self.entries()
             .iter()
-            .filter(|entry| entry.snapshot().pod_id == pod_id)
+            .filter(|entry| entry.in_pod(pod_id))
             // A record that cannot be brought up to date is reported as it was last known.
             .map(|entry| cri_status(&self.refresh(entry).unwrap_or_else(|_| entry.snapshot())))
             .collect()
