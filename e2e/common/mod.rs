@@ -285,9 +285,7 @@ fn kill_linux_containers(layout: &Layout, cgroups: Option<&HostCgroups>) {
         return;
     };
     for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        let Ok(record) = checkpoint::read::<ContainerRecord>(&layout.container_checkpoint(&id))
-        else {
+        let Ok(record) = checkpoint::read::<ContainerRecord>(&entry.path()) else {
             continue;
         };
         let ContainerBackend::Linux { launch, .. } = record.backend else {

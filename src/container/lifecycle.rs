@@ -198,10 +198,7 @@ impl ContainerManager {
         if let Err(e) = self.remove_bundle(record) {
             tracing::error!(container_id = %record.id, error = %e, "undoing a create: cannot remove its root filesystem");
         }
-        let dir = self.layout.container_dir(&record.id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = self.delete_record(record) {
             tracing::error!(container_id = %record.id, error = %e, "undoing a create: cannot delete its record");
         }
     }
@@ -353,13 +350,7 @@ impl ContainerManager {
             Err(e) => return Err(e),
         }
         self.remove_bundle(&record)?;
-        let dir = self.layout.container_dir(&record.id);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io_path("remove", &dir, e));
-            }
-            _ => {}
-        }
+        self.delete_record(&record)?;
         entry
             .removed
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -444,7 +435,7 @@ impl ContainerManager {
         if record.phase != ContainerPhase::Running || entry.is_removed() {
             return Ok(record.clone());
         }
-        let exit_file = self.layout.container_exit(&record.id);
+        let exit_file = record.exit_file().to_path_buf();
         let mut exited = record.clone();
         exited.phase = ContainerPhase::Exited;
         let recorded = match exit_file.exists() {

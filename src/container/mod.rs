@@ -161,6 +161,20 @@ impl ContainerManager {
         checkpoint::write_unsynced(&self.layout.container_checkpoint(&record.id), record)
     }
 
+    /// Deletes the container's checkpoint and exit file (and the directory an earlier crishim
+    /// kept them in, for a record it wrote); what is gone already is no error.
+    fn delete_record(&self, record: &ContainerRecord) -> Result<()> {
+        let checkpoint = self.layout.container_checkpoint(&record.id);
+        gone_already_is_fine(std::fs::remove_file(&checkpoint), &checkpoint)?;
+        let exit_file = record.exit_file();
+        gone_already_is_fine(std::fs::remove_file(exit_file), exit_file)?;
+        let legacy = self.layout.legacy_container_dir(&record.id);
+        if exit_file.starts_with(&legacy) {
+            gone_already_is_fine(std::fs::remove_dir_all(&legacy), &legacy)?;
+        }
+        Ok(())
+    }
+
     fn ask(&self, pod_id: &str, request: &Request, timeout: Duration) -> Result<()> {
         let socket = self.layout.monitor_socket(pod_id);
         self.monitors.request(&socket, request, timeout)
@@ -182,6 +196,16 @@ impl ContainerManager {
         if names.get(key).is_some_and(|owner| owner == id) {
             names.remove(key);
         }
+    }
+}
+
+/// A removal's outcome, where a path that does not exist is success.
+fn gone_already_is_fine(removed: std::io::Result<()>, path: &std::path::Path) -> Result<()> {
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io_path("remove", path, e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -8,6 +8,10 @@ use crate::monitor::protocol::{Request, Response};
 use crate::runtime::wasm::launch::ExitRecord;
 use crate::store::checkpoint;
 use crate::store::container::{CONTAINER_CHECKPOINT_VERSION, ContainerPhase, ContainerRecord};
+use crate::store::layout::{CHECKPOINT_SUFFIX, EXIT_SUFFIX};
+
+/// The checkpoint's name in a record directory of an earlier crishim.
+const LEGACY_CHECKPOINT: &str = "state.json";
 
 impl ContainerManager {
     /// Loads every container checkpoint (after the pods are recovered): a half-created
@@ -23,7 +27,9 @@ impl ContainerManager {
         };
         let mut loaded = 0;
         for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = self.checkpointed_id(&entry) else {
+                continue;
+            };
             let record: ContainerRecord = match checkpoint::read(
                 &self.layout.container_checkpoint(&id),
             ) {
@@ -55,6 +61,36 @@ impl ContainerManager {
         Ok(loaded)
     }
 
+    /// The container whose checkpoint `entry` of the containers dir is, if it is one. A
+    /// temp file that a crash left mid-write is deleted. A record directory of an earlier
+    /// crishim has its checkpoint moved out to today's place; its exit file stays where that
+    /// container's monitor writes it.
+    fn checkpointed_id(&self, entry: &std::fs::DirEntry) -> Option<String> {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let legacy = entry.path().join(LEGACY_CHECKPOINT);
+            let current = self.layout.container_checkpoint(&name);
+            return match std::fs::rename(&legacy, &current) {
+                Ok(()) => Some(name),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    tracing::error!(container_id = %name, error = %e, "cannot move a container checkpoint out of its old record directory");
+                    None
+                }
+            };
+        }
+        if name.ends_with(".tmp") {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %name, error = %e, "cannot delete a checkpoint's temp file");
+            }
+            return None;
+        }
+        if name.ends_with(EXIT_SUFFIX) {
+            return None;
+        }
+        name.strip_suffix(CHECKPOINT_SUFFIX).map(str::to_string)
+    }
+
     /// Brings the loaded records up to date with what runs. Starts are not checkpointed, so
     /// a Created record may be of a started container:
     /// - the monitor of a live pod (`live_pod_ids`) says which of its containers were
@@ -72,11 +108,11 @@ impl ContainerManager {
             if record.phase != ContainerPhase::Created || live_pod_ids.contains(&record.pod_id) {
                 continue;
             }
-            let exit_file = self.layout.container_exit(&record.id);
+            let exit_file = record.exit_file();
             if !exit_file.exists() {
                 continue;
             }
-            match checkpoint::read::<ExitRecord>(&exit_file) {
+            match checkpoint::read::<ExitRecord>(exit_file) {
                 Ok(exit) => {
                     let mut exited = record;
                     exited.phase = ContainerPhase::Exited;

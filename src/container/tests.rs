@@ -199,12 +199,11 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
     fx.record("b", "created", ContainerPhase::Created);
     fx.record("c", "running", ContainerPhase::Running);
     fx.write_exit("c", 3);
-    std::fs::create_dir_all(fx.layout().container_dir("d")).unwrap();
     std::fs::write(fx.layout().container_checkpoint("d"), "{").unwrap();
     let manager = fx.manager();
     assert_eq!(manager.recover().unwrap(), 2);
     assert!(
-        !fx.layout().container_dir("a").exists(),
+        !fx.layout().container_checkpoint("a").exists(),
         "the half-created one is undone"
     );
     assert!(
@@ -360,11 +359,51 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
     manager.stop("unknown", 0).unwrap();
     manager.remove("a").unwrap();
     manager.remove("a").unwrap();
-    assert!(!fx.layout().container_dir("a").exists());
+    assert!(!fx.layout().container_checkpoint("a").exists());
+    assert!(!fx.layout().container_exit("a").exists());
     assert!(matches!(
         manager.status("a", false),
         Err(Error::NotFound(_))
     ));
+}
+
+#[test]
+fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_whole() {
+    let fx = Fixture::new();
+    let layout = fx.layout();
+    let legacy = layout.legacy_container_dir("old");
+    let mut record = fx.record("old", "x", ContainerPhase::Running);
+    if let ContainerBackend::Wasm { launch } = &mut record.backend {
+        launch.exit_file = legacy.join("exit.json");
+    }
+    std::fs::remove_file(layout.container_checkpoint("old")).unwrap();
+    checkpoint::write(&legacy.join("state.json"), &record).unwrap();
+    let exit = ExitRecord {
+        exit_code: 7,
+        ..ExitRecord::default()
+    };
+    checkpoint::write(&legacy.join("exit.json"), &exit).unwrap();
+    let torn = layout.containers_dir().join("new.json.tmp");
+    std::fs::write(&torn, b"{").unwrap();
+    let manager = fx.manager();
+    assert_eq!(manager.recover().unwrap(), 1);
+    assert!(
+        layout.container_checkpoint("old").is_file(),
+        "the checkpoint is at today's place"
+    );
+    assert!(!torn.exists(), "a temp file a crash left is deleted");
+    assert_eq!(
+        state(&manager, "old"),
+        (ContainerState::ContainerExited as i32, 7),
+        "the exit is read where its monitor wrote it"
+    );
+    manager.remove("old").unwrap();
+    let left: Vec<_> = std::fs::read_dir(layout.containers_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

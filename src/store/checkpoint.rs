@@ -29,11 +29,18 @@ fn write_with<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()>
     let dir = path.parent().ok_or_else(|| {
         Error::Internal(format!("checkpoint path {} has no parent", path.display()))
     })?;
-    std::fs::create_dir_all(dir).with_path("create", dir)?;
     let bytes = serde_json::to_vec(value)
         .map_err(|e| Error::Internal(format!("encode checkpoint {}: {e}", path.display())))?;
     let tmp = path.with_extension("json.tmp");
-    let mut file = File::create(&tmp).with_path("create", &tmp)?;
+    // The directory is made only when missing: most writes go to one that exists.
+    let mut file = match File::create(&tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).with_path("create", dir)?;
+            File::create(&tmp)
+        }
+        created => created,
+    }
+    .with_path("create", &tmp)?;
     file.write_all(&bytes).with_path("write", &tmp)?;
     if durable {
         file.sync_all().with_path("fsync", &tmp)?;

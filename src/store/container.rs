@@ -1,6 +1,6 @@
 //! The container record: what a container is, where it stands, and how it ended.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cri_proto::ContainerConfig;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ pub enum ContainerBackend {
     },
 }
 
-/// One container, as checkpointed to `containers/<id>/state.json`.
+/// One container, as checkpointed to `containers/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// Checkpoint format version.
@@ -110,6 +110,15 @@ impl ContainerRecord {
             bundle,
             exit: None,
             config,
+        }
+    }
+
+    /// Where the monitor records this container's exit: the path it was given at creation
+    /// (a record kept by an earlier crishim names another place than today's layout).
+    pub fn exit_file(&self) -> &Path {
+        match &self.backend {
+            ContainerBackend::Wasm { launch } => &launch.exit_file,
+            ContainerBackend::Linux { launch, .. } => &launch.exit_file,
         }
     }
 

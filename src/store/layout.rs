@@ -27,6 +27,11 @@ impl NamespaceKind {
     }
 }
 
+/// The end of a container checkpoint's file name, after the container id.
+pub const CHECKPOINT_SUFFIX: &str = ".json";
+/// The end of a container exit file's name, after the container id.
+pub const EXIT_SUFFIX: &str = ".exit.json";
+
 /// The on-disk layout of one daemon instance.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -63,24 +68,27 @@ impl Layout {
         self.sandboxes_dir().join(id)
     }
 
-    /// Directory holding one directory per container record.
+    /// Directory holding the container records: two files per container, no directory of
+    /// its own (a directory costs an inode and a data block per short-lived container).
     pub fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")
     }
 
-    /// The record directory of one container.
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.containers_dir().join(id)
-    }
-
-    /// The checkpoint of one container.
+    /// The checkpoint of one container: `containers/<id>.json`.
     pub fn container_checkpoint(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join("state.json")
+        self.containers_dir()
+            .join(format!("{id}{CHECKPOINT_SUFFIX}"))
     }
 
-    /// Where the monitor records a container's exit.
+    /// Where the monitor records a container's exit: `containers/<id>.exit.json`.
     pub fn container_exit(&self, id: &str) -> PathBuf {
-        self.container_dir(id).join("exit.json")
+        self.containers_dir().join(format!("{id}{EXIT_SUFFIX}"))
+    }
+
+    /// The record directory an earlier crishim kept per container (`containers/<id>/`, with
+    /// `state.json` and `exit.json`); recovery moves its checkpoint out.
+    pub fn legacy_container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
     }
 
     /// The cached CNI attachment of one sandbox (what ADD was given and returned).
