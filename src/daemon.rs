@@ -167,8 +167,10 @@ impl Daemon {
             while ready(&pod_id) {
                 let containers = containers.clone();
                 let followed = exit_watch::follow(socket.clone(), move |id| {
-                    let containers = containers.clone();
-                    tokio::task::spawn_blocking(move || containers.notice_exit(&id));
+                    if !containers.notice_exit_unless_busy(&id) {
+                        let containers = containers.clone();
+                        tokio::task::spawn_blocking(move || containers.notice_exit(&id));
+                    }
                 })
                 .await;
                 match followed {

@@ -93,17 +93,31 @@ impl ContainerManager {
     /// It waits for the container's operation in progress: its STARTED (or a stop's own
     /// STOPPED) goes out first, its DELETED after.
     pub fn notice_exit(&self, id: &str) {
+        self.notice_exit_with(id, true);
+    }
+
+    /// [`Self::notice_exit`] when no operation holds the container, without waiting; false
+    /// when one does (the caller then waits for it on a blocking thread). It spares a short
+    /// container's exit the trip to a blocking thread and back.
+    pub fn notice_exit_unless_busy(&self, id: &str) -> bool {
+        self.notice_exit_with(id, false)
+    }
+
+    fn notice_exit_with(&self, id: &str, wait: bool) -> bool {
         let entry = self
             .containers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned();
-        let Some(entry) = entry else { return };
-        let _op = entry.lock_op();
+        let Some(entry) = entry else { return true };
+        let Some(_op) = entry.lock_op_if(wait) else {
+            return false;
+        };
         if let Err(e) = self.refresh(&entry) {
             tracing::warn!(container_id = %id, error = %e, "an exit the monitor reported cannot be read");
         }
+        true
     }
 
     /// Pod `pod_id`'s monitor has ended: its containers are brought up to date (STOPPED

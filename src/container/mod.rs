@@ -52,6 +52,18 @@ impl ContainerEntry {
         self.op.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The operation lock; with `wait` false, only if it is free now.
+    fn lock_op_if(&self, wait: bool) -> Option<MutexGuard<'_, ()>> {
+        if wait {
+            return Some(self.lock_op());
+        }
+        match self.op.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     fn snapshot(&self) -> ContainerRecord {
         self.record
             .read()

@@ -441,6 +441,29 @@ fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
 }
 
 #[test]
+fn a_reported_exit_is_taken_at_once_only_when_no_operation_holds_the_container() {
+    let fx = Fixture::new();
+    fx.record("a", "x", ContainerPhase::Running);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    fx.write_exit("a", 4);
+    let entry = manager.entry("a").unwrap();
+    let op = entry.lock_op();
+    assert!(
+        !manager.notice_exit_unless_busy("a"),
+        "held: the caller must wait for the operation"
+    );
+    assert_eq!(entry.snapshot().phase, ContainerPhase::Running);
+    drop(op);
+    assert!(manager.notice_exit_unless_busy("a"));
+    assert_eq!(entry.snapshot().phase, ContainerPhase::Exited);
+    assert!(
+        manager.notice_exit_unless_busy("gone"),
+        "an unknown id was removed since: nothing to wait for"
+    );
+}
+
+#[test]
 fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Created);
