@@ -151,8 +151,8 @@ impl Daemon {
 
     /// Follows the exits pod `pod_id`'s monitor reports, as long as the pod is ready, and
     /// brings those containers up to date (their STOPPED events go out then). A monitor that
-    /// dropped the connection (it could not write to it) is asked again; it then reports
-    /// every ended container, so none is missed.
+    /// dropped the connection (it could not write to it) is asked again; once it has accepted,
+    /// the exit files of the pod's containers tell the exits missed meanwhile.
     fn follow_exits(&self, pod_id: String) {
         let containers = self.containers.clone();
         let sandboxes = self.sandboxes.clone();
@@ -165,10 +165,14 @@ impl Daemon {
             };
             let mut delay = REFOLLOW_DELAY;
             while ready(&pod_id) {
-                let containers = containers.clone();
-                let followed = exit_watch::follow(socket.clone(), move |id| {
-                    if !containers.notice_exit_unless_busy(&id) {
-                        let containers = containers.clone();
+                let (missed, reported) = (containers.clone(), containers.clone());
+                let pod = pod_id.clone();
+                let watching = move || {
+                    tokio::task::spawn_blocking(move || missed.notice_exits_of_pod(&pod));
+                };
+                let followed = exit_watch::follow(socket.clone(), watching, move |id| {
+                    if !reported.notice_exit_unless_busy(&id) {
+                        let containers = reported.clone();
                         tokio::task::spawn_blocking(move || containers.notice_exit(&id));
                     }
                 })

@@ -96,6 +96,17 @@ impl ContainerManager {
         self.notice_exit_with(id, true);
     }
 
+    /// Every container of pod `pod_id` brought up to date, as [`Self::notice_exit`] does: the
+    /// exits that happened while nobody followed the monitor's reports.
+    pub fn notice_exits_of_pod(&self, pod_id: &str) {
+        for entry in self.of_pod(pod_id) {
+            let _op = entry.lock_op();
+            if let Err(e) = self.refresh(&entry) {
+                tracing::warn!(pod_id, error = %e, "a container's exit cannot be read");
+            }
+        }
+    }
+
     /// [`Self::notice_exit`] when no operation holds the container, without waiting; false
     /// when one does (the caller then waits for it on a blocking thread). It spares a short
     /// container's exit the trip to a blocking thread and back.

@@ -308,11 +308,15 @@ impl ContainerManager {
             container_id: record.id.clone(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        self.ask(
+        match self.ask(
             &record.pod_id,
             &request,
             timeout.saturating_add(MONITOR_TIMEOUT),
-        )?;
+        ) {
+            // A wasm container that has just ended is forgotten by then: its exit file tells.
+            Ok(()) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
         let record = self.refresh(entry)?;
         if record.phase == ContainerPhase::Running {
             return Err(Error::Internal(format!(
@@ -338,7 +342,14 @@ impl ContainerManager {
         let forget = Request::RemoveContainer {
             container_id: record.id.clone(),
         };
-        match self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT) {
+        // A wasm container that ran was forgotten by its monitor when it ended.
+        let forgotten = record.phase == ContainerPhase::Exited
+            && matches!(record.backend, ContainerBackend::Wasm { .. });
+        let forgot = match forgotten {
+            true => Ok(()),
+            false => self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT),
+        };
+        match forgot {
             Ok(()) | Err(Error::NotFound(_)) => {}
             // A monitor that is gone has forgotten it already; a Linux container may outlive
             // a monitor that died, so what is left of it is killed and deleted here.

@@ -93,10 +93,11 @@ impl ContainerManager {
 
     /// Brings the loaded records up to date with what runs. Starts are not checkpointed, so
     /// a Created record may be of a started container:
-    /// - the monitor of a live pod (`live_pod_ids`) says which of its containers were
+    /// - the monitor of a live pod (`live_pod_ids`) says which of the containers it holds were
     ///   started, and when; a container it holds that no record names (a CreateContainer cut
     ///   short by a daemon crash before its record was written) is removed;
-    /// - of a pod whose monitor is gone, the exit record says whether and when it ran.
+    /// - of a container that has ended (a wasm container is forgotten by its monitor then),
+    ///   or whose pod's monitor is gone, the exit record says whether and when it ran.
     ///
     /// Failures are logged; the pod's end removes what is left anyway.
     pub fn reconcile_with_monitors(&self, live_pod_ids: &[String]) {
@@ -105,7 +106,7 @@ impl ContainerManager {
         }
         for entry in self.entries() {
             let record = entry.snapshot();
-            if record.phase != ContainerPhase::Created || live_pod_ids.contains(&record.pod_id) {
+            if record.phase != ContainerPhase::Created {
                 continue;
             }
             let exit_file = record.exit_file();
@@ -121,7 +122,7 @@ impl ContainerManager {
                     entry.replace(exited);
                 }
                 Err(e) => {
-                    tracing::warn!(container_id = %record.id, error = %e, "unreadable exit record of a pod whose monitor is gone")
+                    tracing::warn!(container_id = %record.id, error = %e, "unreadable exit record of a container recorded as created")
                 }
             }
         }

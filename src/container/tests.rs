@@ -248,6 +248,8 @@ fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
     let fx = Fixture::new();
     fx.record("known", "known", ContainerPhase::Created);
     fx.record("started", "started", ContainerPhase::Created);
+    fx.record("ended", "ended", ContainerPhase::Created);
+    fx.write_exit("ended", 3);
     *fx.monitor.held.lock().unwrap() = vec!["known".into(), "started".into(), "ghost".into()];
     *fx.monitor.held_started.lock().unwrap() = [("started".to_string(), 77)].into();
     let manager = fx.manager();
@@ -275,6 +277,19 @@ fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
         (started.state, started.started_at),
         (ContainerState::ContainerRunning as i32, 77),
         "a start the monitor knows is running again, from when the monitor says"
+    );
+    let ended = manager.status("ended", false).unwrap().status.unwrap();
+    assert_eq!(
+        (ended.state, ended.exit_code, ended.started_at),
+        (ContainerState::ContainerExited as i32, 3, 4),
+        "one the live monitor forgot when it ended is known from its exit record"
+    );
+    let before = fx.monitor.requests().len();
+    manager.remove("ended").unwrap();
+    assert_eq!(
+        fx.monitor.requests().len(),
+        before,
+        "its removal has nothing to ask the monitor"
     );
 }
 

@@ -1,6 +1,8 @@
 //! The containers a monitor runs. Wasm containers run on threads of the monitor itself; Linux
 //! containers are processes (children of the monitor) with a thread each that writes their log
-//! and reaps them. Each records its own exit to disk (atomically) when it ends.
+//! and reaps them. Each records its own exit to disk (atomically) when it ends. A wasm
+//! container is forgotten then: nothing of it is left to remove, so RemoveContainer need not
+//! come here for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -103,7 +105,7 @@ struct Slot {
 pub struct PodContainers {
     wasm: OnceLock<Result<Arc<WasmHost>, String>>,
     orphans: Arc<Orphans>,
-    slots: Mutex<HashMap<String, Slot>>,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
     exit_watchers: Arc<ExitWatchers>,
 }
 
@@ -237,17 +239,20 @@ impl PodContainers {
                     stop: stop.clone(),
                     stdin: stdin.take(),
                 };
-                Self::start_wasm(self.wasm()?, run, slot.ended.clone())?
+                Self::start_wasm(self.wasm()?, run, slot.ended.clone(), self.slots.clone())?
             }
         }
         slot.phase = Phase::Running(started_at);
         Ok(started_at)
     }
 
+    /// Runs the instance on a new thread, which records its exit, forgets the container (from
+    /// `slots`) and then tells the pod's exit watchers.
     fn start_wasm(
         host: Arc<WasmHost>,
         run: WasmRun,
         ended: Arc<Ended>,
+        slots: Arc<Mutex<HashMap<String, Slot>>>,
     ) -> Result<(), ContainerError> {
         let id = run.launch.container_id.clone();
         std::thread::Builder::new()
@@ -281,6 +286,10 @@ impl PodContainers {
                         launch.container_id
                     );
                 }
+                slots
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&launch.container_id);
                 ended.set();
             })
             .map_err(|e| ContainerError::Host(format!("start a thread for {id}: {e}")))?;
@@ -362,11 +371,10 @@ impl PodContainers {
     }
 
     /// Whether [`Self::remove`] of `id` has nothing to wait for: a wasm container that was
-    /// never started or has ended (its thread is done).
+    /// never started (one that ran is forgotten when it ends).
     pub fn removes_at_once(&self, id: &str) -> bool {
         self.lock().get(id).is_some_and(|slot| {
-            matches!(slot.body, Body::Wasm { .. })
-                && (matches!(slot.phase, Phase::Created) || slot.ended.wait(Duration::ZERO))
+            matches!(slot.body, Body::Wasm { .. }) && matches!(slot.phase, Phase::Created)
         })
     }
 
@@ -454,8 +462,10 @@ impl PodContainers {
             if let Err(e) = self.stop(&id, Duration::ZERO) {
                 eprintln!("stopping {id}: {e:?}");
             }
-            if let Err(e) = self.remove(&id) {
-                eprintln!("removing {id}: {e:?}");
+            match self.remove(&id) {
+                // A wasm container that ran is forgotten when it ends.
+                Ok(()) | Err(ContainerError::Unknown(_)) => {}
+                Err(e) => eprintln!("removing {id}: {e:?}"),
             }
         }
     }
@@ -465,15 +475,10 @@ impl PodContainers {
         self.lock().keys().cloned().collect()
     }
 
-    /// Has `stream` told of every container's end: first those that ended already.
+    /// Has `stream` told of every container's end from now on (the daemon reads the exit
+    /// files of those that ended before).
     pub fn watch_exits(&self, stream: UnixStream) -> std::io::Result<()> {
-        self.exit_watchers.add(stream, || {
-            self.lock()
-                .iter()
-                .filter(|(_, slot)| slot.ended.wait(Duration::ZERO))
-                .map(|(id, _)| id.clone())
-                .collect()
-        })
+        self.exit_watchers.add(stream)
     }
 
     /// The containers that were started, with when.
@@ -597,10 +602,13 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&seen), "typed\nstdin closed\n");
         let log = std::fs::read_to_string(cat.log_path.as_ref().unwrap()).unwrap();
         assert!(log.contains(" stdout F typed\n"), "{log}");
-        assert!(matches!(
-            containers.attach("cat", false),
-            Err(ContainerError::State(_))
-        ));
+        assert!(
+            matches!(
+                containers.attach("cat", false),
+                Err(ContainerError::Unknown(_))
+            ),
+            "an ended wasm container is forgotten"
+        );
 
         let closed = launch(dir.path(), "closed", PROBE, &["cat"]);
         containers.create_wasm(closed.clone()).unwrap();
@@ -645,9 +653,9 @@ mod tests {
         let exit = exit_of(&hello);
         assert_eq!((exit.exit_code, exit.started_at), (0, started_at));
         assert!(exit.finished_at >= started_at);
-        assert_eq!(
-            containers.started(),
-            [("hello".to_string(), started_at)].into()
+        assert!(
+            containers.ids().is_empty(),
+            "a wasm container is forgotten when it ends"
         );
         let log = std::fs::read_to_string(hello.log_path.as_ref().unwrap()).unwrap();
         assert!(log.ends_with(" stdout F hello from wasm\n"), "{log}");
@@ -667,17 +675,20 @@ mod tests {
             containers.remove("loop"),
             Err(ContainerError::State(_))
         ));
+        assert_eq!(
+            containers.started().keys().collect::<Vec<_>>(),
+            ["loop"],
+            "started and not ended"
+        );
         containers.stop("loop", Duration::ZERO).unwrap();
-        assert!(containers.removes_at_once("loop"), "ended");
         let exit = exit_of(&looping);
         assert_eq!(
             (exit.exit_code, exit.message.as_str()),
             (137, "stopped by StopContainer")
         );
-        containers.remove("loop").unwrap();
-        assert!(matches!(
-            containers.reopen_log("loop"),
-            Err(ContainerError::Unknown(_))
-        ));
+        assert!(
+            matches!(containers.remove("loop"), Err(ContainerError::Unknown(_))),
+            "forgotten when it ended"
+        );
     }
 }

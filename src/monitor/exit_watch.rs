@@ -1,6 +1,7 @@
 //! Both sides of `WatchExits`. The monitor tells the connections that asked (the daemon's),
 //! one line per container id, whenever a container of the pod has ended and its exit is on
-//! disk. The daemon learns exits as they happen instead of when it next reads a status.
+//! disk. The daemon learns exits as they happen instead of when it next reads a status; those
+//! that happened before it asked it reads from the exit files once the monitor has accepted.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -16,7 +17,8 @@ use crate::monitor::protocol::{Request, Response, open_session};
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A watcher that does not take a line within this long is dropped (the daemon reconnects
-/// and is told every ended container again), so no container's thread waits on it longer.
+/// and reads the exits it missed from their files), so no container's thread waits on it
+/// longer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The connections following the pod's exits.
@@ -26,19 +28,13 @@ pub struct ExitWatchers {
 }
 
 impl ExitWatchers {
-    /// Adds `stream`, first telling it `ended_already` (the ids of the containers that ended
-    /// before it came). `ended_already` is called under the watchers' lock, so an end
-    /// reported meanwhile is either in it or told to the stream after it.
-    pub fn add(
-        &self,
-        stream: UnixStream,
-        ended_already: impl FnOnce() -> Vec<String>,
-    ) -> std::io::Result<()> {
+    /// Adds `stream`: it is told of every end from now on.
+    pub fn add(&self, stream: UnixStream) -> std::io::Result<()> {
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let lines: String = ended_already().iter().map(|id| format!("{id}\n")).collect();
-        (&stream).write_all(lines.as_bytes())?;
-        streams.push(stream);
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stream);
         Ok(())
     }
 
@@ -55,9 +51,14 @@ impl ExitWatchers {
     }
 }
 
-/// The daemon's side: asks the monitor on `socket` to report exits and hands each reported
-/// container id to `on_exit`, until the monitor closes the connection.
-pub async fn follow(socket: PathBuf, mut on_exit: impl FnMut(String)) -> std::io::Result<()> {
+/// The daemon's side: asks the monitor on `socket` to report exits, calls `on_watching` once
+/// it has accepted (exits before that are for the caller to read from their files), and hands
+/// each reported container id to `on_exit`, until the monitor closes the connection.
+pub async fn follow(
+    socket: PathBuf,
+    on_watching: impl FnOnce(),
+    mut on_exit: impl FnMut(String),
+) -> std::io::Result<()> {
     let (answer, stream) = tokio::task::spawn_blocking(move || {
         open_session(&socket, &Request::WatchExits, ANSWER_TIMEOUT)
     })
@@ -70,6 +71,7 @@ pub async fn follow(socket: PathBuf, mut on_exit: impl FnMut(String)) -> std::io
     }
     stream.set_nonblocking(true)?;
     let stream = tokio::net::UnixStream::from_std(stream)?;
+    on_watching();
     // Lines are ids (65 bytes): a small buffer, as there is one of these per pod.
     let mut lines = tokio::io::BufReader::with_capacity(512, stream).lines();
     while let Some(id) = lines.next_line().await? {
@@ -84,13 +86,13 @@ mod tests {
     use std::io::{BufRead, BufReader};
 
     #[test]
-    fn a_watcher_hears_past_ends_first_then_each_new_one_and_a_gone_one_is_dropped() {
+    fn a_watcher_hears_each_end_and_a_gone_one_is_dropped() {
         let watchers = ExitWatchers::default();
         let (ours, theirs) = UnixStream::pair().unwrap();
-        watchers.add(ours, || vec!["old".into()]).unwrap();
+        watchers.ended("before");
+        watchers.add(ours).unwrap();
         watchers.ended("new");
         let mut lines = BufReader::new(theirs).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "old");
         assert_eq!(lines.next().unwrap().unwrap(), "new");
         drop(lines);
         watchers.ended("after");
