@@ -25,8 +25,11 @@ impl ContainerManager {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(Error::io_path("list", &dir, e)),
         };
+        // Listed before anything moves: a checkpoint moved out of an old record directory
+        // must not be listed a second time.
+        let entries: Vec<_> = entries.flatten().collect();
         let mut loaded = 0;
-        for entry in entries.flatten() {
+        for entry in entries {
             let Some(id) = self.checkpointed_id(&entry) else {
                 continue;
             };
