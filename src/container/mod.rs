@@ -174,14 +174,17 @@ impl ContainerManager {
     }
 
     /// Deletes the container's checkpoint and exit file (and the directory an earlier crishim
-    /// kept them in, for a record it wrote); what is gone already is no error.
+    /// kept them in, for a record it wrote); what is gone already is no error. Nothing outside
+    /// the containers dir is deleted, whatever the record names.
     fn delete_record(&self, record: &ContainerRecord) -> Result<()> {
         let checkpoint = self.layout.container_checkpoint(&record.id);
         gone_already_is_fine(std::fs::remove_file(&checkpoint), &checkpoint)?;
         let exit_file = record.exit_file();
-        gone_already_is_fine(std::fs::remove_file(exit_file), exit_file)?;
         let legacy = self.layout.legacy_container_dir(&record.id);
-        if exit_file.starts_with(&legacy) {
+        let place = exit_file.parent();
+        if place == Some(self.layout.containers_dir().as_path()) {
+            gone_already_is_fine(std::fs::remove_file(exit_file), exit_file)?;
+        } else if place == Some(legacy.as_path()) {
             gone_already_is_fine(std::fs::remove_dir_all(&legacy), &legacy)?;
         }
         Ok(())

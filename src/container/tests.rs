@@ -419,6 +419,21 @@ fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_who
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    let outside = layout.root().join("outside.json");
+    std::fs::write(&outside, b"{}").unwrap();
+    let mut elsewhere = fx.record("elsewhere", "y", ContainerPhase::Created);
+    if let ContainerBackend::Wasm { launch } = &mut elsewhere.backend {
+        launch.exit_file = outside.clone();
+    }
+    checkpoint::write(&layout.container_checkpoint("elsewhere"), &elsewhere).unwrap();
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    manager.remove("elsewhere").unwrap();
+    assert!(
+        outside.exists(),
+        "nothing outside the containers dir is deleted"
+    );
 }
 
 #[test]
