@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::logs::{CriLog, LogStream};
 use crate::monitor::exit_watch::ExitWatchers;
 use crate::monitor::orphans::Orphans;
+use crate::monitor::spare_threads::SpareThreads;
 use crate::runtime::linux::container::{LinuxContainer, StreamingExec};
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::stdin::{StdinMode, StdinPipe};
@@ -107,6 +108,7 @@ pub struct PodContainers {
     orphans: Arc<Orphans>,
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     exit_watchers: Arc<ExitWatchers>,
+    wasm_threads: Arc<SpareThreads>,
 }
 
 /// How long a container's thread may take from writing its exit to being done.
@@ -239,61 +241,25 @@ impl PodContainers {
                     stop: stop.clone(),
                     stdin: stdin.take(),
                 };
-                Self::start_wasm(self.wasm()?, run, slot.ended.clone(), self.slots.clone())?
+                self.start_wasm(run, slot.ended.clone())?
             }
         }
         slot.phase = Phase::Running(started_at);
         Ok(started_at)
     }
 
-    /// Runs the instance on a new thread, which records its exit, forgets the container (from
-    /// `slots`) and then tells the pod's exit watchers.
-    fn start_wasm(
-        host: Arc<WasmHost>,
-        run: WasmRun,
-        ended: Arc<Ended>,
-        slots: Arc<Mutex<HashMap<String, Slot>>>,
-    ) -> Result<(), ContainerError> {
+    /// Runs the instance on a thread of its own (a waiting one if there is one).
+    fn start_wasm(&self, run: WasmRun, ended: Arc<Ended>) -> Result<(), ContainerError> {
+        let host = self.wasm()?;
+        let slots = self.slots.clone();
         let id = run.launch.container_id.clone();
-        std::thread::Builder::new()
-            .name(format!("wasm-{}", id.chars().take(12).collect::<String>()))
-            .spawn(move || {
-                let WasmRun {
-                    started_at,
-                    prepared,
-                    launch,
-                    log,
-                    stop,
-                    stdin,
-                } = run;
-                let run = std::panic::AssertUnwindSafe(|| {
-                    host.run(&prepared, &launch, log.clone(), stop, stdin)
-                });
-                let mut exit = std::panic::catch_unwind(run).unwrap_or_else(|_| ExitRecord {
-                    exit_code: 255,
-                    finished_at: crate::sandbox::now_nanos(),
-                    reason: "Error".into(),
-                    message: "crishim: the container's thread failed (a bug in the monitor)".into(),
-                    ..ExitRecord::default()
-                });
-                exit.started_at = started_at;
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .end_attachments();
-                if let Err(e) = exit.save(&launch.exit_file) {
-                    eprintln!(
-                        "container {}: cannot record its exit: {e}",
-                        launch.container_id
-                    );
-                }
-                slots
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&launch.container_id);
-                ended.set();
-            })
-            .map_err(|e| ContainerError::Host(format!("start a thread for {id}: {e}")))?;
-        Ok(())
+        let name = format!("wasm-{}", id.chars().take(12).collect::<String>());
+        self.wasm_threads
+            .run(
+                &name,
+                Box::new(move || run_to_exit(&host, run, &ended, &slots)),
+            )
+            .map_err(|e| ContainerError::Host(format!("start a thread for {id}: {e}")))
     }
 
     /// Waits up to `timeout` for the container to end, then interrupts it. A container that
@@ -513,6 +479,43 @@ struct WasmRun {
     log: Arc<Mutex<CriLog>>,
     stop: Arc<StopSignal>,
     stdin: Option<OwnedFd>,
+}
+
+/// Runs a wasm container to its end, records its exit, forgets it (from `slots`) and then
+/// tells the pod's exit watchers (through `ended`).
+fn run_to_exit(host: &WasmHost, run: WasmRun, ended: &Ended, slots: &Mutex<HashMap<String, Slot>>) {
+    let WasmRun {
+        started_at,
+        prepared,
+        launch,
+        log,
+        stop,
+        stdin,
+    } = run;
+    let run =
+        std::panic::AssertUnwindSafe(|| host.run(&prepared, &launch, log.clone(), stop, stdin));
+    let mut exit = std::panic::catch_unwind(run).unwrap_or_else(|_| ExitRecord {
+        exit_code: 255,
+        finished_at: crate::sandbox::now_nanos(),
+        reason: "Error".into(),
+        message: "crishim: the container's thread failed (a bug in the monitor)".into(),
+        ..ExitRecord::default()
+    });
+    exit.started_at = started_at;
+    log.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .end_attachments();
+    if let Err(e) = exit.save(&launch.exit_file) {
+        eprintln!(
+            "container {}: cannot record its exit: {e}",
+            launch.container_id
+        );
+    }
+    slots
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&launch.container_id);
+    ended.set();
 }
 
 /// The container's stdin pipe and the read end for it, when `mode` asks for one.

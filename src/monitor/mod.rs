@@ -13,3 +13,4 @@ pub mod orphans;
 pub mod process;
 pub mod protocol;
 pub mod session;
+pub mod spare_threads;
