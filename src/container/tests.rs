@@ -494,6 +494,28 @@ fn a_reported_exit_is_taken_at_once_only_when_no_operation_holds_the_container()
 }
 
 #[test]
+fn exits_missed_while_nobody_followed_the_monitor_are_read_from_their_files() {
+    let fx = Fixture::new();
+    fx.record("ended", "x", ContainerPhase::Running);
+    fx.record("running", "y", ContainerPhase::Running);
+    fx.write_exit("ended", 6);
+    let manager = fx.manager();
+    manager.recover().unwrap();
+    let mut events = manager.subscribe_events();
+    manager.notice_exits_of_pod(&fx.pod);
+    let entry = |id: &str| manager.entry(id).unwrap().snapshot();
+    assert_eq!(entry("ended").phase, ContainerPhase::Exited);
+    assert_eq!(entry("ended").exit.unwrap().exit_code, 6);
+    assert_eq!(entry("running").phase, ContainerPhase::Running);
+    let stopped = events.try_recv().unwrap();
+    assert_eq!(
+        (stopped.container_id.as_str(), stopped.container_event_type),
+        ("ended", ContainerEventType::ContainerStoppedEvent as i32)
+    );
+    assert!(events.try_recv().is_err(), "nothing for the running one");
+}
+
+#[test]
 fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Created);
