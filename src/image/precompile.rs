@@ -81,8 +81,6 @@ impl Precompiler {
         if image.kind != ImageKind::Wasm {
             return Ok(Vec::new());
         }
-        let dir = store.layout().wasm_dir();
-        std::fs::create_dir_all(&dir).with_path("create", &dir)?;
         let mut done = Vec::new();
         for layer in &image.layers {
             if !Self::is_wasm_layer(store, layer)? {
@@ -142,8 +140,6 @@ impl Precompiler {
             return Ok(None);
         };
         if let Some(bytes) = bytes {
-            let dir = store.layout().wasm_dir();
-            std::fs::create_dir_all(&dir).with_path("create", &dir)?;
             self.compile_to(&path, &layer, kind, &bytes)?;
         }
         Ok(Some(Precompiled {
@@ -180,12 +176,14 @@ impl Precompiler {
         Ok((kind, Some(bytes)))
     }
 
-    /// Compiles `bytes` into `path` unless it is there already.
+    /// Compiles `bytes` into `path` (its directory made when missing) unless it is there
+    /// already.
     fn compile_to(&self, path: &Path, layer: &str, kind: WasmBinary, bytes: &[u8]) -> Result<()> {
         if path.exists() {
             return Ok(());
         }
         let dir = path.parent().unwrap_or(path);
+        std::fs::create_dir_all(dir).with_path("create", dir)?;
         let started = Instant::now();
         let (_, compiled) = engine::precompile(&self.engine, &format!("layer {layer}"), bytes)?;
         let mut tmp =
