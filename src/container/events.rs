@@ -9,8 +9,8 @@ use std::sync::Arc;
 use cri_proto::{ContainerEventResponse, ContainerEventType, ContainerStatus, PodSandboxStatus};
 use tokio::sync::broadcast;
 
-use super::ContainerManager;
 use super::query::cri_status;
+use super::{ContainerEntry, ContainerManager};
 use crate::sandbox::now_nanos;
 use crate::store::container::ContainerRecord;
 
@@ -100,10 +100,7 @@ impl ContainerManager {
     /// exits that happened while nobody followed the monitor's reports.
     pub fn notice_exits_of_pod(&self, pod_id: &str) {
         for entry in self.of_pod(pod_id) {
-            let _op = entry.lock_op();
-            if let Err(e) = self.refresh(&entry) {
-                tracing::warn!(pod_id, error = %e, "a container's exit cannot be read");
-            }
+            self.take_exit(&entry, true);
         }
     }
 
@@ -121,12 +118,17 @@ impl ContainerManager {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned();
-        let Some(entry) = entry else { return true };
+        entry.is_none_or(|entry| self.take_exit(&entry, wait))
+    }
+
+    /// Brings `entry` up to date under its operation lock (only if free now, unless `wait`);
+    /// false when it was not free.
+    fn take_exit(&self, entry: &ContainerEntry, wait: bool) -> bool {
         let Some(_op) = entry.lock_op_if(wait) else {
             return false;
         };
-        if let Err(e) = self.refresh(&entry) {
-            tracing::warn!(container_id = %id, error = %e, "an exit the monitor reported cannot be read");
+        if let Err(e) = self.refresh(entry) {
+            tracing::warn!(container_id = %entry.snapshot().id, error = %e, "a container's exit cannot be read");
         }
         true
     }
