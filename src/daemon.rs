@@ -48,7 +48,7 @@ pub struct Daemon {
 impl Daemon {
     /// Builds the daemon on the real host and recovers its pods from disk. Must run inside a
     /// tokio runtime (it starts the monitor watchers).
-    pub fn start(config: Config) -> Result<Arc<Daemon>> {
+    pub async fn start(config: Config) -> Result<Arc<Daemon>> {
         let exe =
             std::env::current_exe().map_err(|e| Error::io("find the crishim executable", e))?;
         let cgroups: Arc<dyn Cgroups> = Arc::new(HostCgroups::detect()?);
@@ -88,9 +88,9 @@ impl Daemon {
             Arc::new(HostMounter),
             cgroups,
         ));
-        let containers_loaded = containers.recover()?;
+        let containers_loaded = containers.recover().await?;
         let live_pods: Vec<String> = recovered.live.iter().map(|(id, _)| id.clone()).collect();
-        containers.reconcile_with_monitors(&live_pods);
+        containers.reconcile_with_monitors(&live_pods).await;
         tracing::info!(
             containers = containers_loaded,
             "recovered containers from disk"
@@ -168,12 +168,12 @@ impl Daemon {
                 let (missed, reported) = (containers.clone(), containers.clone());
                 let pod = pod_id.clone();
                 let watching = move || {
-                    tokio::task::spawn_blocking(move || missed.notice_exits_of_pod(&pod));
+                    tokio::spawn(async move { missed.notice_exits_of_pod(&pod).await });
                 };
                 let followed = exit_watch::follow(socket.clone(), watching, move |id| {
                     if !reported.notice_exit_unless_busy(&id) {
                         let containers = reported.clone();
-                        tokio::task::spawn_blocking(move || containers.notice_exit(&id));
+                        tokio::spawn(async move { containers.notice_exit(&id).await });
                     }
                 })
                 .await;

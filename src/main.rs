@@ -150,7 +150,7 @@ fn serve(args: ServeArgs) -> crishim::error::Result<()> {
         }
         let socket = config.socket_path();
         let listener = server::bind(&socket).await?;
-        let daemon = Daemon::start(config)?;
+        let daemon = Daemon::start(config).await?;
         tracing::info!(socket = %socket.display(), "crishim serving CRI v1");
         server::serve(daemon, listener, shutdown_signal()).await?;
         let _ = std::fs::remove_file(&socket);

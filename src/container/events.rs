@@ -92,45 +92,49 @@ impl ContainerManager {
     /// its STOPPED event if nothing saw the exit before. An unknown id is one removed since.
     /// It waits for the container's operation in progress: its STARTED (or a stop's own
     /// STOPPED) goes out first, its DELETED after.
-    pub fn notice_exit(&self, id: &str) {
-        self.notice_exit_with(id, true);
+    pub async fn notice_exit(&self, id: &str) {
+        if let Some(entry) = self.known(id) {
+            let _op = entry.lock_op().await;
+            self.take_exit(&entry);
+        }
     }
 
     /// Every container of pod `pod_id` brought up to date, as [`Self::notice_exit`] does: the
     /// exits that happened while nobody followed the monitor's reports.
-    pub fn notice_exits_of_pod(&self, pod_id: &str) {
+    pub async fn notice_exits_of_pod(&self, pod_id: &str) {
         for entry in self.of_pod(pod_id) {
-            self.take_exit(&entry, true);
+            let _op = entry.lock_op().await;
+            self.take_exit(&entry);
         }
     }
 
-    /// [`Self::notice_exit`] when no operation holds the container, without waiting; false
-    /// when one does (the caller then waits for it on a blocking thread). It spares a short
-    /// container's exit the trip to a blocking thread and back.
+    /// [`Self::notice_exit`] when no operation holds the container, at once; false when one
+    /// does (the caller then waits for it in a task of its own), so that the pod's other
+    /// exits are not held up behind a stop's grace period.
     pub fn notice_exit_unless_busy(&self, id: &str) -> bool {
-        self.notice_exit_with(id, false)
+        let Some(entry) = self.known(id) else {
+            return true;
+        };
+        let Some(_op) = entry.try_lock_op() else {
+            return false;
+        };
+        self.take_exit(&entry);
+        true
     }
 
-    fn notice_exit_with(&self, id: &str, wait: bool) -> bool {
-        let entry = self
-            .containers
+    fn known(&self, id: &str) -> Option<Arc<ContainerEntry>> {
+        self.containers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .cloned();
-        entry.is_none_or(|entry| self.take_exit(&entry, wait))
+            .cloned()
     }
 
-    /// Brings `entry` up to date under its operation lock (only if free now, unless `wait`);
-    /// false when it was not free.
-    fn take_exit(&self, entry: &ContainerEntry, wait: bool) -> bool {
-        let Some(_op) = entry.lock_op_if(wait) else {
-            return false;
-        };
+    /// Brings `entry` up to date; the caller holds its operation lock.
+    fn take_exit(&self, entry: &ContainerEntry) {
         if let Err(e) = self.refresh(entry) {
             tracing::warn!(container_id = %entry.snapshot().id, error = %e, "a container's exit cannot be read");
         }
-        true
     }
 
     /// Pod `pod_id`'s monitor has ended: its containers are brought up to date (STOPPED

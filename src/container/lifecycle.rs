@@ -7,11 +7,11 @@ use std::time::Duration;
 use cri_proto::{ContainerEventType, CreateContainerRequest};
 
 use super::select::{self, Choice};
-use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT, spec};
+use super::{ContainerEntry, ContainerManager, MONITOR_TIMEOUT, blocking_section, spec};
 use crate::error::{Error, Result};
 use crate::image::precompile::Precompiled;
 use crate::image::rootfs;
-use crate::image::store::ImageRecord;
+use crate::image::store::{ImageKind, ImageRecord};
 use crate::monitor::client::outcome;
 use crate::monitor::protocol::{Request, Response};
 use crate::runtime::wasm::launch::{ExitRecord, Preopen, WasmLaunch};
@@ -24,7 +24,7 @@ impl ContainerManager {
     /// Creates a container in a ready pod: checks everything it needs, checkpoints it as
     /// Creating, has the monitor load it, then checkpoints it as Created. Nothing is left of a
     /// container whose creation failed.
-    pub fn create(&self, request: CreateContainerRequest) -> Result<String> {
+    pub async fn create(&self, request: CreateContainerRequest) -> Result<String> {
         let config = request.config.ok_or_else(|| {
             Error::InvalidArgument("CreateContainerRequest: config is required".into())
         })?;
@@ -63,24 +63,19 @@ impl ContainerManager {
             &pod.config.annotations,
             image.kind,
         );
-        // The artifact is looked up once: it settles the last rule and is what runs.
-        let (rule, artifact) = match choice {
-            Choice::Linux(rule) => (rule, None),
-            Choice::Wasm(rule) => match self.images.wasm_artifact(&image)? {
-                Some(artifact) => (rule, Some(artifact)),
-                None => return Err(no_wasm(rule, &image)),
-            },
-            Choice::WasmIfEntrypoint(rule) => match self.images.wasm_artifact(&image)? {
-                Some(artifact) => (rule, Some(artifact)),
-                None => (LINUX_BY_DEFAULT, None),
-            },
-        };
         let id = crate::store::new_id()?;
         let key = name_key(&pod.id, &config);
         self.reserve_name(&key, &id)?;
-        let created = match artifact {
-            Some(artifact) => self.create_wasm(&id, config, &pod, &image, artifact, rule),
-            None => self.create_linux(&id, config, &pod, &image, rule),
+        // A wasm artifact's container is built from files and memory: at once. A root
+        // filesystem to mount, or an entrypoint to compile, may take long.
+        let build = || self.build_record(&id, config, &pod, &image, choice);
+        let built = match image.kind == ImageKind::Wasm && !image.has_filesystem() {
+            true => build(),
+            false => blocking_section(build),
+        };
+        let created = match built {
+            Ok(record) => self.register(record).await,
+            Err(e) => Err(e),
         };
         match created {
             Ok(()) => {
@@ -98,9 +93,36 @@ impl ContainerManager {
         }
     }
 
-    /// Builds the launch (the image's files mounted last, as nothing can fail after it but
-    /// the monitor, whose failure undoes it), records the container and has the monitor load it.
-    fn create_wasm(
+    /// The record of a new container as the selection rules chose: a wasm launch, or a Linux
+    /// bundle. The artifact is looked up once: it settles the last rule and is what runs.
+    fn build_record(
+        &self,
+        id: &str,
+        config: cri_proto::ContainerConfig,
+        pod: &SandboxRecord,
+        image: &ImageRecord,
+        choice: Choice,
+    ) -> Result<ContainerRecord> {
+        let (rule, artifact) = match choice {
+            Choice::Linux(rule) => (rule, None),
+            Choice::Wasm(rule) => match self.images.wasm_artifact(image)? {
+                Some(artifact) => (rule, Some(artifact)),
+                None => return Err(no_wasm(rule, image)),
+            },
+            Choice::WasmIfEntrypoint(rule) => match self.images.wasm_artifact(image)? {
+                Some(artifact) => (rule, Some(artifact)),
+                None => (LINUX_BY_DEFAULT, None),
+            },
+        };
+        match artifact {
+            Some(artifact) => self.wasm_record(id, config, pod, image, artifact, rule),
+            None => self.linux_record(id, config, pod, image, rule),
+        }
+    }
+
+    /// Builds the launch, with the image's files mounted last: nothing can fail after it but
+    /// the monitor, whose failure undoes it.
+    fn wasm_record(
         &self,
         id: &str,
         config: cri_proto::ContainerConfig,
@@ -108,7 +130,7 @@ impl ContainerManager {
         image: &ImageRecord,
         artifact: Precompiled,
         rule: &'static str,
-    ) -> Result<()> {
+    ) -> Result<ContainerRecord> {
         let mut launch = self.wasm_launch(id, &config, &pod.config, image, artifact)?;
         let bundle = image
             .has_filesystem()
@@ -130,22 +152,23 @@ impl ContainerManager {
             );
         }
         let backend = ContainerBackend::Wasm { launch };
-        let record = ContainerRecord::creating(id, &pod.id, image, config, backend, bundle, rule);
-        self.register(record)
+        Ok(ContainerRecord::creating(
+            id, &pod.id, image, config, backend, bundle, rule,
+        ))
     }
 
     /// Has the monitor create the container, then makes it known. A StopPodSandbox or
     /// RemovePodSandbox that ran meanwhile did not see it: it must not outlive its pod's
     /// monitor as a created container.
-    pub(super) fn register(&self, record: ContainerRecord) -> Result<()> {
+    async fn register(&self, record: ContainerRecord) -> Result<()> {
         let (id, pod_id) = (record.id.clone(), record.pod_id.clone());
-        let record = self.create_in_monitor(record)?;
+        let record = self.create_in_monitor(record).await?;
         self.containers
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), Arc::new(ContainerEntry::new(record)));
         if self.pod_monitor_gone(&pod_id) {
-            self.remove(&id)?;
+            self.remove(&id).await?;
             return Err(Error::FailedPrecondition(format!(
                 "pod sandbox {pod_id} was stopped while the container was being created"
             )));
@@ -153,7 +176,7 @@ impl ContainerManager {
         Ok(())
     }
 
-    fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
+    async fn create_in_monitor(&self, mut record: ContainerRecord) -> Result<ContainerRecord> {
         // The Creating marker lets recovery undo a create that a daemon crash cut short: a
         // mounted root filesystem. A container without one (a wasm artifact) leaves nothing on
         // the host, and what it may leave in the monitor recovery removes by asking the
@@ -161,7 +184,7 @@ impl ContainerManager {
         if record.bundle.is_some()
             && let Err(e) = self.save(&record)
         {
-            self.undo_create(&record);
+            self.undo_create(&record).await;
             return Err(e);
         }
         let request = match &record.backend {
@@ -172,13 +195,13 @@ impl ContainerManager {
                 launch: launch.clone(),
             },
         };
-        let created = self.ask(&record.pod_id, &request, MONITOR_TIMEOUT);
+        let created = self.ask(&record.pod_id, &request, MONITOR_TIMEOUT).await;
         let saved = created.and_then(|()| {
             record.phase = ContainerPhase::Created;
             self.save(&record)
         });
         if let Err(e) = saved {
-            self.undo_create(&record);
+            self.undo_create(&record).await;
             return Err(e);
         }
         Ok(record)
@@ -186,11 +209,11 @@ impl ContainerManager {
 
     /// Removes what a failed or interrupted CreateContainer left: the monitor's copy, the
     /// record dir. Errors are logged: the original error is what the caller reports.
-    pub(super) fn undo_create(&self, record: &ContainerRecord) {
+    pub(super) async fn undo_create(&self, record: &ContainerRecord) {
         let forget = Request::RemoveContainer {
             container_id: record.id.clone(),
         };
-        if let Err(e) = self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT)
+        if let Err(e) = self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT).await
             && !matches!(e, Error::NotFound(_) | Error::Unavailable(_))
         {
             tracing::warn!(container_id = %record.id, error = %e, "undoing a create: the monitor kept the container");
@@ -206,7 +229,9 @@ impl ContainerManager {
     /// Unmounts and deletes the container's root filesystem, if it has one; idempotent.
     pub(super) fn remove_bundle(&self, record: &ContainerRecord) -> Result<()> {
         match &record.bundle {
-            Some(bundle) => rootfs::remove(self.images.store(), &*self.mounts, &record.id, bundle),
+            Some(bundle) => blocking_section(|| {
+                rootfs::remove(self.images.store(), &*self.mounts, &record.id, bundle)
+            }),
             None => Ok(()),
         }
     }
@@ -253,9 +278,9 @@ impl ContainerManager {
     /// Starts a created container. The start is not checkpointed (a file write is a third of
     /// a wasm start's cost): the monitor knows it, and recovery asks it or the exit record
     /// (`reconcile_with_monitors`).
-    pub fn start(&self, id: &str) -> Result<()> {
+    pub async fn start(&self, id: &str) -> Result<()> {
         let entry = self.entry(id)?;
-        let _op = entry.lock_op();
+        let _op = entry.lock_op().await;
         if entry.is_removed() {
             return Err(Error::NotFound(format!("container {id:?} not found")));
         }
@@ -269,8 +294,7 @@ impl ContainerManager {
         let request = Request::StartContainer {
             container_id: record.id.clone(),
         };
-        let socket = self.layout.monitor_socket(&record.pod_id);
-        let started_at = match self.monitors.send(&socket, &request, MONITOR_TIMEOUT)? {
+        let started_at = match self.send(&record.pod_id, &request, MONITOR_TIMEOUT).await? {
             Response::Started { started_at } => started_at,
             other => {
                 outcome(other.clone())?;
@@ -288,15 +312,16 @@ impl ContainerManager {
 
     /// Stops a running container: `timeout` seconds to end, then it is interrupted. An unknown
     /// id and a container that is not running are success.
-    pub fn stop(&self, id: &str, timeout: i64) -> Result<()> {
+    pub async fn stop(&self, id: &str, timeout: i64) -> Result<()> {
         let Some(entry) = self.find(id)? else {
             return Ok(());
         };
         self.stop_entry(&entry, Duration::from_secs(timeout.max(0) as u64))
+            .await
     }
 
-    fn stop_entry(&self, entry: &ContainerEntry, timeout: Duration) -> Result<()> {
-        let _op = entry.lock_op();
+    async fn stop_entry(&self, entry: &ContainerEntry, timeout: Duration) -> Result<()> {
+        let _op = entry.lock_op().await;
         if entry.is_removed() {
             return Ok(());
         }
@@ -308,11 +333,14 @@ impl ContainerManager {
             container_id: record.id.clone(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         };
-        match self.ask(
-            &record.pod_id,
-            &request,
-            timeout.saturating_add(MONITOR_TIMEOUT),
-        ) {
+        match self
+            .ask(
+                &record.pod_id,
+                &request,
+                timeout.saturating_add(MONITOR_TIMEOUT),
+            )
+            .await
+        {
             // A wasm container that has just ended is forgotten by then: its exit file tells.
             Ok(()) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
@@ -329,12 +357,12 @@ impl ContainerManager {
 
     /// Removes a container, stopping it first; its log file stays (kubelet owns it). An
     /// unknown id is success.
-    pub fn remove(&self, id: &str) -> Result<()> {
+    pub async fn remove(&self, id: &str) -> Result<()> {
         let Some(entry) = self.find(id)? else {
             return Ok(());
         };
-        self.stop_entry(&entry, Duration::ZERO)?;
-        let _op = entry.lock_op();
+        self.stop_entry(&entry, Duration::ZERO).await?;
+        let _op = entry.lock_op().await;
         if entry.is_removed() {
             return Ok(());
         }
@@ -347,7 +375,7 @@ impl ContainerManager {
             && matches!(record.backend, ContainerBackend::Wasm { .. });
         let forgot = match forgotten {
             true => Ok(()),
-            false => self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT),
+            false => self.ask(&record.pod_id, &forget, MONITOR_TIMEOUT).await,
         };
         match forgot {
             Ok(()) | Err(Error::NotFound(_)) => {}
@@ -355,7 +383,8 @@ impl ContainerManager {
             // a monitor that died, so what is left of it is killed and deleted here.
             Err(Error::Unavailable(_)) => {
                 if let ContainerBackend::Linux { launch, .. } = &record.backend {
-                    crate::runtime::linux::container::delete(launch).map_err(Error::Internal)?;
+                    blocking_section(|| crate::runtime::linux::container::delete(launch))
+                        .map_err(Error::Internal)?;
                 }
             }
             Err(e) => return Err(e),
@@ -375,9 +404,9 @@ impl ContainerManager {
     }
 
     /// Reopens a running container's log file (kubelet rotated it).
-    pub fn reopen_log(&self, id: &str) -> Result<()> {
+    pub async fn reopen_log(&self, id: &str) -> Result<()> {
         let entry = self.entry(id)?;
-        let _op = entry.lock_op();
+        let _op = entry.lock_op().await;
         let record = self.refresh(&entry)?;
         if record.phase != ContainerPhase::Running {
             return Err(Error::FailedPrecondition(format!(
@@ -388,36 +417,39 @@ impl ContainerManager {
         let request = Request::ReopenLog {
             container_id: record.id.clone(),
         };
-        self.ask(&record.pod_id, &request, MONITOR_TIMEOUT)
+        self.ask(&record.pod_id, &request, MONITOR_TIMEOUT).await
     }
 
     /// Stops every container of a pod now (StopPodSandbox comes next); each is tried, the
     /// first error is returned.
     /// A monitor that no longer answers is not an error here: stopping the pod ends it, and
     /// its containers are then recorded as ended with it.
-    pub fn stop_pod(&self, pod_id: &str) -> Result<()> {
-        let outcomes: Vec<Result<()>> = self
-            .of_pod(pod_id)
-            .iter()
-            .map(|entry| match self.stop_entry(entry, Duration::ZERO) {
+    pub async fn stop_pod(&self, pod_id: &str) -> Result<()> {
+        let mut first_error = None;
+        for entry in self.of_pod(pod_id) {
+            match self.stop_entry(&entry, Duration::ZERO).await {
+                Ok(()) => {}
                 Err(Error::Unavailable(message)) => {
                     tracing::warn!(pod_id, %message, "stopping the pod's containers: monitor gone");
-                    Ok(())
                 }
-                other => other,
-            })
-            .collect();
-        outcomes.into_iter().collect()
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// Removes every container of a pod (RemovePodSandbox comes next); each is tried.
-    pub fn remove_pod(&self, pod_id: &str) -> Result<()> {
-        let outcomes: Vec<Result<()>> = self
-            .of_pod(pod_id)
-            .iter()
-            .map(|entry| self.remove(&entry.snapshot().id))
-            .collect();
-        outcomes.into_iter().collect()
+    /// Removes every container of a pod (RemovePodSandbox comes next); each is tried, the
+    /// first error is returned.
+    pub async fn remove_pod(&self, pod_id: &str) -> Result<()> {
+        let mut first_error = None;
+        for entry in self.of_pod(pod_id) {
+            if let Err(e) = self.remove(&entry.snapshot().id).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The containers of pod `pod_id`, which may be a unique prefix as the pod RPCs accept.

@@ -38,16 +38,16 @@ const EXEC_HELPER_GRACE: Duration = Duration::from_secs(10);
 const EXEC_WITHOUT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 impl ContainerManager {
-    /// Builds the container's bundle and records it; the monitor creates it. A failure leaves
-    /// nothing behind.
-    pub(super) fn create_linux(
+    /// Builds the container's bundle and its record (the monitor creates it from them). A
+    /// failure leaves nothing behind.
+    pub(super) fn linux_record(
         &self,
         id: &str,
         config: cri_proto::ContainerConfig,
         pod: &SandboxRecord,
         image: &ImageRecord,
         rule: &'static str,
-    ) -> Result<()> {
+    ) -> Result<ContainerRecord> {
         if image.kind == ImageKind::Wasm {
             return Err(Error::InvalidArgument(format!(
                 "{rule} selects a Linux container, but image {} is a wasm artifact with no \
@@ -116,14 +116,15 @@ impl ContainerManager {
         };
         let bundle = Some(bundle);
         let backend = ContainerBackend::Linux { launch, user };
-        let record = ContainerRecord::creating(id, &pod.id, image, config, backend, bundle, rule);
-        self.register(record)
+        Ok(ContainerRecord::creating(
+            id, &pod.id, image, config, backend, bundle, rule,
+        ))
     }
 
     /// ExecSync: runs `cmd` in a running Linux container (the monitor runs the helper, which
     /// joins its namespaces, cgroup and user) and returns its output and exit code. A timeout (seconds,
     /// 0 = none) kills the command and is DeadlineExceeded.
-    pub fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecResult> {
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecResult> {
         if cmd.is_empty() {
             return Err(Error::InvalidArgument("ExecSync: cmd is required".into()));
         }
@@ -153,8 +154,7 @@ impl ContainerManager {
         } else {
             timeout + EXEC_HELPER_GRACE
         };
-        let socket = self.layout.monitor_socket(&record.pod_id);
-        let outcome = match self.monitors.send(&socket, &request, wait)? {
+        let outcome = match self.send(&record.pod_id, &request, wait).await? {
             Response::Exec { outcome } => outcome,
             other => {
                 outcome_of(other)?;
@@ -169,13 +169,13 @@ impl ContainerManager {
 
     /// UpdateContainerResources: new cgroup limits for a created or running Linux container,
     /// kept in its record (ContainerStatus reports them). Wasm containers answer Unimplemented.
-    pub fn update_resources(
+    pub async fn update_resources(
         &self,
         id: &str,
         resources: Option<cri_proto::LinuxContainerResources>,
     ) -> Result<()> {
         let entry = self.entry(id)?;
-        let _op = entry.lock_op();
+        let _op = entry.lock_op().await;
         let mut record = self.refresh(&entry)?;
         let ContainerBackend::Linux { launch, .. } = &record.backend else {
             return Err(Error::Unimplemented(

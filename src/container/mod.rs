@@ -2,8 +2,10 @@
 //! RemoveContainer, ContainerStatus, ListContainers and ReopenContainerLog, and the cascade
 //! from StopPodSandbox and RemovePodSandbox. Containers run inside their pod's monitor (wasm
 //! instances, and Linux containers as its children); this side keeps the records, checkpoints
-//! them, and asks the monitor through the [`MonitorClient`] trait. Everything here is
-//! synchronous: the gRPC layer runs it on blocking threads.
+//! them, and asks the monitor through the [`MonitorClient`] trait. The operations that ask a
+//! monitor are async and run on the daemon's multi-thread runtime: they hold no thread while
+//! the monitor works, and what may block for long (mounts, deleting a root filesystem,
+//! compiling) runs in [`blocking_section`]. Status and listing are synchronous.
 
 mod events;
 mod lifecycle;
@@ -17,14 +19,14 @@ mod streams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image::service::Images;
-use crate::monitor::client::MonitorClient;
-use crate::monitor::protocol::Request;
+use crate::monitor::client::{MonitorClient, outcome};
+use crate::monitor::protocol::{Request, Response};
 use crate::os::cgroup::Cgroups;
 use crate::os::mount::Mounter;
 use crate::sandbox::SandboxManager;
@@ -32,9 +34,10 @@ use crate::store::checkpoint;
 use crate::store::container::ContainerRecord;
 use crate::store::layout::Layout;
 
-/// One container in memory: its record, and a lock serialising operations on it.
+/// One container in memory: its record, and a lock serialising operations on it (held across
+/// the monitor's answer).
 pub struct ContainerEntry {
-    op: Mutex<()>,
+    op: tokio::sync::Mutex<()>,
     record: RwLock<ContainerRecord>,
     removed: AtomicBool,
 }
@@ -42,26 +45,19 @@ pub struct ContainerEntry {
 impl ContainerEntry {
     fn new(record: ContainerRecord) -> Self {
         ContainerEntry {
-            op: Mutex::new(()),
+            op: tokio::sync::Mutex::new(()),
             record: RwLock::new(record),
             removed: AtomicBool::new(false),
         }
     }
 
-    fn lock_op(&self) -> MutexGuard<'_, ()> {
-        self.op.lock().unwrap_or_else(|e| e.into_inner())
+    async fn lock_op(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.op.lock().await
     }
 
-    /// The operation lock; with `wait` false, only if it is free now.
-    fn lock_op_if(&self, wait: bool) -> Option<MutexGuard<'_, ()>> {
-        if wait {
-            return Some(self.lock_op());
-        }
-        match self.op.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
+    /// The operation lock if it is free now.
+    fn try_lock_op(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        self.op.try_lock().ok()
     }
 
     fn snapshot(&self) -> ContainerRecord {
@@ -190,9 +186,15 @@ impl ContainerManager {
         Ok(())
     }
 
-    fn ask(&self, pod_id: &str, request: &Request, timeout: Duration) -> Result<()> {
+    /// Sends `request` to pod `pod_id`'s monitor; its answer as a result.
+    async fn ask(&self, pod_id: &str, request: &Request, timeout: Duration) -> Result<()> {
+        outcome(self.send(pod_id, request, timeout).await?)
+    }
+
+    /// Sends `request` to pod `pod_id`'s monitor and returns its answer.
+    async fn send(&self, pod_id: &str, request: &Request, timeout: Duration) -> Result<Response> {
         let socket = self.layout.monitor_socket(pod_id);
-        self.monitors.request(&socket, request, timeout)
+        self.monitors.send(&socket, request, timeout).await
     }
 
     fn reserve_name(&self, key: &str, id: &str) -> Result<()> {
@@ -212,6 +214,13 @@ impl ContainerManager {
             names.remove(key);
         }
     }
+}
+
+/// Runs `work`, which may block for long (a mount, deleting a root filesystem, compiling),
+/// without stalling the other tasks of the daemon's runtime. It must be a multi-thread
+/// runtime (a current-thread one panics); outside a runtime `work` simply runs.
+fn blocking_section<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
 }
 
 /// A removal's outcome, where a path that does not exist is success.

@@ -18,7 +18,7 @@ impl ContainerManager {
     /// container is undone; the rest come back as they were, and a running one's exit is
     /// picked up from its exit file when it is asked about. A corrupt checkpoint is logged and
     /// skipped. Returns how many containers came back.
-    pub fn recover(&self) -> Result<usize> {
+    pub async fn recover(&self) -> Result<usize> {
         let dir = self.layout.containers_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -47,7 +47,7 @@ impl ContainerManager {
                 continue;
             }
             if record.phase == ContainerPhase::Creating {
-                self.undo_create(&record);
+                self.undo_create(&record).await;
                 tracing::info!(container_id = %id, "undid a CreateContainer interrupted by a daemon crash");
                 continue;
             }
@@ -103,9 +103,9 @@ impl ContainerManager {
     ///   or whose pod's monitor is gone, the exit record says whether and when it ran.
     ///
     /// Failures are logged; the pod's end removes what is left anyway.
-    pub fn reconcile_with_monitors(&self, live_pod_ids: &[String]) {
+    pub async fn reconcile_with_monitors(&self, live_pod_ids: &[String]) {
         for pod_id in live_pod_ids {
-            self.reconcile_with_monitor(pod_id);
+            self.reconcile_with_monitor(pod_id).await;
         }
         for entry in self.entries() {
             let record = entry.snapshot();
@@ -131,11 +131,10 @@ impl ContainerManager {
         }
     }
 
-    fn reconcile_with_monitor(&self, pod_id: &str) {
-        let socket = self.layout.monitor_socket(pod_id);
+    async fn reconcile_with_monitor(&self, pod_id: &str) {
         let listed = self
-            .monitors
-            .send(&socket, &Request::ListContainers, MONITOR_TIMEOUT);
+            .send(pod_id, &Request::ListContainers, MONITOR_TIMEOUT)
+            .await;
         let (ids, started) = match listed {
             Ok(Response::Containers { ids, started }) => (ids, started),
             Ok(other) => {
@@ -170,7 +169,7 @@ impl ContainerManager {
             let forget = Request::RemoveContainer {
                 container_id: id.clone(),
             };
-            match self.monitors.request(&socket, &forget, MONITOR_TIMEOUT) {
+            match self.ask(pod_id, &forget, MONITOR_TIMEOUT).await {
                 Ok(()) => {
                     tracing::info!(pod_id = %pod_id, container_id = %id, "removed a container the monitor had and no record names")
                 }

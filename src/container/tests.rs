@@ -192,8 +192,8 @@ fn assert_ended_with_its_monitor(manager: &ContainerManager, id: &str) {
     );
 }
 
-#[test]
-fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
     let fx = Fixture::new();
     fx.record("a", "creating", ContainerPhase::Creating);
     fx.record("b", "created", ContainerPhase::Created);
@@ -201,7 +201,7 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
     fx.write_exit("c", 3);
     std::fs::write(fx.layout().container_checkpoint("d"), "{").unwrap();
     let manager = fx.manager();
-    assert_eq!(manager.recover().unwrap(), 2);
+    assert_eq!(manager.recover().await.unwrap(), 2);
     assert!(
         !fx.layout().container_checkpoint("a").exists(),
         "the half-created one is undone"
@@ -227,7 +227,7 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
         "an exit the monitor recorded is not written again: its exit file is the record"
     );
     let restarted = fx.manager();
-    restarted.recover().unwrap();
+    restarted.recover().await.unwrap();
     assert_eq!(
         state(&restarted, "c"),
         (ContainerState::ContainerExited as i32, 3),
@@ -243,8 +243,8 @@ fn recovery_undoes_creating_records_and_picks_up_recorded_exits() {
     ));
 }
 
-#[test]
-fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
     let fx = Fixture::new();
     fx.record("known", "known", ContainerPhase::Created);
     fx.record("started", "started", ContainerPhase::Created);
@@ -253,8 +253,10 @@ fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
     *fx.monitor.held.lock().unwrap() = vec!["known".into(), "started".into(), "ghost".into()];
     *fx.monitor.held_started.lock().unwrap() = [("started".to_string(), 77)].into();
     let manager = fx.manager();
-    manager.recover().unwrap();
-    manager.reconcile_with_monitors(std::slice::from_ref(&fx.pod));
+    manager.recover().await.unwrap();
+    manager
+        .reconcile_with_monitors(std::slice::from_ref(&fx.pod))
+        .await;
     let removed: Vec<Request> = fx
         .monitor
         .requests()
@@ -285,7 +287,7 @@ fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
         "one the live monitor forgot when it ended is known from its exit record"
     );
     let before = fx.monitor.requests().len();
-    manager.remove("ended").unwrap();
+    manager.remove("ended").await.unwrap();
     assert_eq!(
         fx.monitor.requests().len(),
         before,
@@ -293,15 +295,15 @@ fn recovery_learns_starts_from_the_monitor_and_removes_what_no_record_names() {
     );
 }
 
-#[test]
-fn recovery_takes_starts_of_pods_whose_monitor_is_gone_from_their_exit_records() {
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_takes_starts_of_pods_whose_monitor_is_gone_from_their_exit_records() {
     let fx = Fixture::new();
     fx.record("ran", "ran", ContainerPhase::Created);
     fx.write_exit("ran", 2);
     fx.record("never", "never", ContainerPhase::Created);
     let manager = fx.manager();
-    manager.recover().unwrap();
-    manager.reconcile_with_monitors(&[]);
+    manager.recover().await.unwrap();
+    manager.reconcile_with_monitors(&[]).await;
     let ran = manager.status("ran", false).unwrap().status.unwrap();
     assert_eq!(
         (ran.state, ran.exit_code, ran.started_at, ran.finished_at),
@@ -318,13 +320,13 @@ fn recovery_takes_starts_of_pods_whose_monitor_is_gone_from_their_exit_records()
     );
 }
 
-#[test]
-fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
+#[tokio::test(flavor = "multi_thread")]
+async fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Created);
     let manager = fx.manager();
-    manager.recover().unwrap();
-    manager.start("a").unwrap();
+    manager.recover().await.unwrap();
+    manager.start("a").await.unwrap();
     let running = manager.status("a", false).unwrap().status.unwrap();
     assert_eq!(running.state, ContainerState::ContainerRunning as i32);
     assert!(running.started_at > 0, "the monitor's start time");
@@ -335,7 +337,7 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
         "a start is not checkpointed: recovery asks the monitor"
     );
     assert!(matches!(
-        manager.start("a"),
+        manager.start("a").await,
         Err(Error::FailedPrecondition(_))
     ));
     let exit_file = fx.layout().container_exit("a");
@@ -352,7 +354,7 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
             checkpoint::write(&exit_file, &exit).unwrap();
         }
     }));
-    manager.stop("a", 2).unwrap();
+    manager.stop("a", 2).await.unwrap();
     let stops: Vec<_> = fx
         .monitor
         .requests()
@@ -370,10 +372,10 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
         state(&manager, "a"),
         (ContainerState::ContainerExited as i32, 137)
     );
-    manager.stop("a", 2).unwrap();
-    manager.stop("unknown", 0).unwrap();
-    manager.remove("a").unwrap();
-    manager.remove("a").unwrap();
+    manager.stop("a", 2).await.unwrap();
+    manager.stop("unknown", 0).await.unwrap();
+    manager.remove("a").await.unwrap();
+    manager.remove("a").await.unwrap();
     assert!(!fx.layout().container_checkpoint("a").exists());
     assert!(!fx.layout().container_exit("a").exists());
     assert!(matches!(
@@ -382,8 +384,8 @@ fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
     ));
 }
 
-#[test]
-fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_whole() {
+#[tokio::test(flavor = "multi_thread")]
+async fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_whole() {
     let fx = Fixture::new();
     let layout = fx.layout();
     let legacy = layout.legacy_container_dir("old");
@@ -401,7 +403,7 @@ fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_who
     let torn = layout.containers_dir().join("new.json.tmp");
     std::fs::write(&torn, b"{").unwrap();
     let manager = fx.manager();
-    assert_eq!(manager.recover().unwrap(), 1);
+    assert_eq!(manager.recover().await.unwrap(), 1);
     assert!(
         layout.container_checkpoint("old").is_file(),
         "the checkpoint is at today's place"
@@ -412,7 +414,7 @@ fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_who
         (ContainerState::ContainerExited as i32, 7),
         "the exit is read where its monitor wrote it"
     );
-    manager.remove("old").unwrap();
+    manager.remove("old").await.unwrap();
     let left: Vec<_> = std::fs::read_dir(layout.containers_dir())
         .unwrap()
         .flatten()
@@ -428,40 +430,40 @@ fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_who
     }
     checkpoint::write(&layout.container_checkpoint("elsewhere"), &elsewhere).unwrap();
     let manager = fx.manager();
-    manager.recover().unwrap();
-    manager.remove("elsewhere").unwrap();
+    manager.recover().await.unwrap();
+    manager.remove("elsewhere").await.unwrap();
     assert!(
         outside.exists(),
         "nothing outside the containers dir is deleted"
     );
 }
 
-#[test]
-fn a_container_whose_monitor_is_gone_is_reported_exited() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_whose_monitor_is_gone_is_reported_exited() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Running);
     let manager = fx.manager();
-    manager.recover().unwrap();
+    manager.recover().await.unwrap();
     assert_eq!(
         state(&manager, "a").0,
         ContainerState::ContainerRunning as i32
     );
     *fx.monitor.fail_with.lock().unwrap() =
         Some(|| Error::Unavailable("monitor socket refused".into()));
-    manager.stop_pod(&fx.pod).unwrap();
+    manager.stop_pod(&fx.pod).await.unwrap();
     fx.sandboxes.stop(&fx.pod).unwrap();
     assert_ended_with_its_monitor(&manager, "a");
-    manager.remove_pod(&fx.pod).unwrap();
+    manager.remove_pod(&fx.pod).await.unwrap();
     assert!(manager.list(None).is_empty());
 }
 
-#[test]
-fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Running);
     std::fs::write(fx.layout().container_exit("a"), b"").unwrap();
     let manager = fx.manager();
-    manager.recover().unwrap();
+    manager.recover().await.unwrap();
     assert!(
         matches!(manager.status("a", false), Err(Error::InvalidArgument(m)) if m.contains("corrupt checkpoint")),
         "a live monitor's exit record is never torn: reading one is an error"
@@ -470,15 +472,15 @@ fn an_exit_record_torn_by_a_host_crash_counts_only_once_the_monitor_is_gone() {
     assert_ended_with_its_monitor(&manager, "a");
 }
 
-#[test]
-fn a_reported_exit_is_taken_at_once_only_when_no_operation_holds_the_container() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reported_exit_is_taken_at_once_only_when_no_operation_holds_the_container() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Running);
     let manager = fx.manager();
-    manager.recover().unwrap();
+    manager.recover().await.unwrap();
     fx.write_exit("a", 4);
     let entry = manager.entry("a").unwrap();
-    let op = entry.lock_op();
+    let op = entry.lock_op().await;
     assert!(
         !manager.notice_exit_unless_busy("a"),
         "held: the caller must wait for the operation"
@@ -493,16 +495,16 @@ fn a_reported_exit_is_taken_at_once_only_when_no_operation_holds_the_container()
     );
 }
 
-#[test]
-fn exits_missed_while_nobody_followed_the_monitor_are_read_from_their_files() {
+#[tokio::test(flavor = "multi_thread")]
+async fn exits_missed_while_nobody_followed_the_monitor_are_read_from_their_files() {
     let fx = Fixture::new();
     fx.record("ended", "x", ContainerPhase::Running);
     fx.record("running", "y", ContainerPhase::Running);
     fx.write_exit("ended", 6);
     let manager = fx.manager();
-    manager.recover().unwrap();
+    manager.recover().await.unwrap();
     let mut events = manager.subscribe_events();
-    manager.notice_exits_of_pod(&fx.pod);
+    manager.notice_exits_of_pod(&fx.pod).await;
     let entry = |id: &str| manager.entry(id).unwrap().snapshot();
     assert_eq!(entry("ended").phase, ContainerPhase::Exited);
     assert_eq!(entry("ended").exit.unwrap().exit_code, 6);
@@ -515,24 +517,24 @@ fn exits_missed_while_nobody_followed_the_monitor_are_read_from_their_files() {
     assert!(events.try_recv().is_err(), "nothing for the running one");
 }
 
-#[test]
-fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
+#[tokio::test(flavor = "multi_thread")]
+async fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
     let fx = Fixture::new();
     fx.record("a", "x", ContainerPhase::Created);
     let manager = fx.manager();
-    manager.recover().unwrap();
-    manager.start("a").unwrap();
+    manager.recover().await.unwrap();
+    manager.start("a").await.unwrap();
     assert!(
         manager.pod_status_for_event(&fx.pod).is_none(),
         "nothing is built while nobody listens"
     );
     let mut events = manager.subscribe_events();
-    manager.start("b").unwrap_err();
+    manager.start("b").await.unwrap_err();
     fx.write_exit("a", 4);
-    manager.notice_exit("a");
-    manager.notice_exit("a");
+    manager.notice_exit("a").await;
+    manager.notice_exit("a").await;
     manager.status("a", false).unwrap();
-    manager.remove("a").unwrap();
+    manager.remove("a").await.unwrap();
     let stopped = events.try_recv().unwrap();
     assert_eq!(
         (stopped.container_id.as_str(), stopped.container_event_type),
@@ -584,8 +586,8 @@ fn events_carry_the_pod_and_its_containers_and_an_exit_is_told_once() {
     );
 }
 
-#[test]
-fn creating_needs_a_ready_pod_and_a_pulled_image() {
+#[tokio::test(flavor = "multi_thread")]
+async fn creating_needs_a_ready_pod_and_a_pulled_image() {
     let fx = Fixture::new();
     let manager = fx.manager();
     let request = |pod: &str, image: &str| cri_proto::CreateContainerRequest {
@@ -604,20 +606,20 @@ fn creating_needs_a_ready_pod_and_a_pulled_image() {
         sandbox_config: None,
     };
     assert!(matches!(
-        manager.create(request(&fx.pod, "nothing:here")),
+        manager.create(request(&fx.pod, "nothing:here")).await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        manager.create(request("missing", "x")),
+        manager.create(request("missing", "x")).await,
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        manager.create(request(&fx.pod, "")),
+        manager.create(request(&fx.pod, "")).await,
         Err(Error::InvalidArgument(_))
     ));
     fx.sandboxes.stop(&fx.pod).unwrap();
     assert!(matches!(
-        manager.create(request(&fx.pod, "x")),
+        manager.create(request(&fx.pod, "x")).await,
         Err(Error::FailedPrecondition(_))
     ));
     assert!(
@@ -626,13 +628,13 @@ fn creating_needs_a_ready_pod_and_a_pulled_image() {
     );
 }
 
-#[test]
-fn resources_of_a_linux_container_are_updated_in_its_cgroup_and_record() {
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_of_a_linux_container_are_updated_in_its_cgroup_and_record() {
     let fx = Fixture::new();
     fx.linux_record("l", "linux", ContainerPhase::Running);
     fx.record("w", "wasm", ContainerPhase::Running);
     let manager = fx.manager();
-    manager.recover().unwrap();
+    manager.recover().await.unwrap();
     let resources = cri_proto::LinuxContainerResources {
         memory_limit_in_bytes: 1 << 30,
         cpu_shares: 512,
@@ -640,6 +642,7 @@ fn resources_of_a_linux_container_are_updated_in_its_cgroup_and_record() {
     };
     manager
         .update_resources("l", Some(resources.clone()))
+        .await
         .unwrap();
     let updates = fx.cgroups.updates.lock().unwrap().clone();
     assert_eq!(updates.len(), 1);
@@ -650,34 +653,34 @@ fn resources_of_a_linux_container_are_updated_in_its_cgroup_and_record() {
     let status = manager.status("l", false).unwrap().status.unwrap();
     assert_eq!(status.resources.unwrap().linux, Some(resources));
     assert!(matches!(
-        manager.update_resources("w", None),
+        manager.update_resources("w", None).await,
         Err(Error::Unimplemented(_))
     ));
     fx.write_exit("l", 0);
     assert!(matches!(
-        manager.update_resources("l", None),
+        manager.update_resources("l", None).await,
         Err(Error::FailedPrecondition(_))
     ));
 }
 
-#[test]
-fn exec_sync_asks_the_monitor_of_a_running_linux_container() {
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_sync_asks_the_monitor_of_a_running_linux_container() {
     let fx = Fixture::new();
     fx.linux_record("l", "linux", ContainerPhase::Running);
     fx.record("w", "wasm", ContainerPhase::Running);
     let manager = fx.manager();
-    manager.recover().unwrap();
+    manager.recover().await.unwrap();
     assert!(matches!(
-        manager.exec_sync("l", Vec::new(), 1),
+        manager.exec_sync("l", Vec::new(), 1).await,
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        manager.exec_sync("w", vec!["true".into()], 1),
+        manager.exec_sync("w", vec!["true".into()], 1).await,
         Err(Error::Unimplemented(_))
     ));
     // The fake monitor answers Done, not a result: that is an error, never a fake success.
     assert!(matches!(
-        manager.exec_sync("l", vec!["true".into()], 1),
+        manager.exec_sync("l", vec!["true".into()], 1).await,
         Err(Error::Internal(_))
     ));
     let asked = fx.monitor.requests();
@@ -691,7 +694,7 @@ fn exec_sync_asks_the_monitor_of_a_running_linux_container() {
     );
     fx.write_exit("l", 0);
     assert!(matches!(
-        manager.exec_sync("l", vec!["true".into()], 1),
+        manager.exec_sync("l", vec!["true".into()], 1).await,
         Err(Error::FailedPrecondition(_))
     ));
     let outcome = ExecOutcome::Failed {

@@ -1,34 +1,38 @@
 //! Sending container requests to a pod's monitor, with its answers turned into crishim errors.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::monitor::protocol::{RefusalCode, Request, Response, call};
+use crate::monitor::protocol::{RefusalCode, Request, Response, call_async};
 
-/// Talks to pod monitors; the real one over their control sockets.
+/// A monitor's answer on its way.
+pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response>> + Send + 'a>>;
+
+/// Talks to pod monitors; the real one over their control sockets. Asynchronous: a request
+/// holds no thread while the monitor works, which spares each short container's RPCs a trip
+/// to a blocking thread and back.
 pub trait MonitorClient: Send + Sync {
     /// Sends `request` to the monitor on `socket` and waits up to `timeout` for its answer.
-    fn send(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<Response>;
-
-    /// Sends a request whose answer is only success or failure.
-    fn request(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<()> {
-        outcome(self.send(socket, request, timeout)?)
-    }
+    fn send<'a>(&'a self, socket: &'a Path, request: &'a Request, timeout: Duration) -> Answer<'a>;
 }
 
 /// The real client.
 pub struct SocketMonitorClient;
 
 impl MonitorClient for SocketMonitorClient {
-    fn send(&self, socket: &Path, request: &Request, timeout: Duration) -> Result<Response> {
-        call(socket, request, timeout).map_err(|e| {
-            Error::Unavailable(format!(
-                "the pod's monitor at {} did not answer: {e}",
-                socket.display()
-            ))
+    fn send<'a>(&'a self, socket: &'a Path, request: &'a Request, timeout: Duration) -> Answer<'a> {
+        Box::pin(async move {
+            call_async(socket, request, timeout).await.map_err(|e| {
+                Error::Unavailable(format!(
+                    "the pod's monitor at {} did not answer: {e}",
+                    socket.display()
+                ))
+            })
         })
     }
 }
@@ -78,7 +82,18 @@ impl FakeMonitorClient {
 }
 
 impl MonitorClient for FakeMonitorClient {
-    fn send(&self, _socket: &Path, request: &Request, _timeout: Duration) -> Result<Response> {
+    fn send<'a>(
+        &'a self,
+        _socket: &'a Path,
+        request: &'a Request,
+        _timeout: Duration,
+    ) -> Answer<'a> {
+        Box::pin(std::future::ready(self.answer(request)))
+    }
+}
+
+impl FakeMonitorClient {
+    fn answer(&self, request: &Request) -> Result<Response> {
         self.requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::runtime::linux::launch::{ExecOutcome, LinuxLaunch};
 use crate::runtime::wasm::launch::WasmLaunch;
@@ -167,18 +168,49 @@ pub fn with_short_path<T>(
     path: &Path,
     op: impl FnOnce(&Path) -> std::io::Result<T>,
 ) -> std::io::Result<T> {
+    let (short, _dir) = short_path(path)?;
+    op(&short)
+}
+
+/// `path`, or its `/proc/self/fd/N/<name>` form when it is too long for a socket address,
+/// with the directory fd that form needs open for as long as it is used.
+fn short_path(path: &Path) -> std::io::Result<(PathBuf, Option<std::fs::File>)> {
     const MAX_SUN_PATH: usize = 100;
     if path.as_os_str().len() < MAX_SUN_PATH {
-        return op(path);
+        return Ok((path.to_path_buf(), None));
     }
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return op(path);
+        return Ok((path.to_path_buf(), None));
     };
     let dir = std::fs::File::open(dir)?;
     let short = Path::new("/proc/self/fd")
         .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
         .join(name);
-    op(&short)
+    Ok((short, Some(dir)))
+}
+
+/// [`call`] for async callers: the thread is not held while the monitor works.
+pub async fn call_async(
+    socket: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> std::io::Result<Response> {
+    let exchange = async {
+        let (short, _dir) = short_path(socket)?;
+        let mut stream = tokio::net::UnixStream::connect(&short).await?;
+        AsyncWriteExt::write_all(&mut stream, &request_line(request)?).await?;
+        let mut answer = String::new();
+        AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stream), &mut answer).await?;
+        parse_answer(&answer)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            ))
+        })
 }
 
 /// Sends one request to the monitor listening on `socket` and reads its response.
@@ -215,10 +247,14 @@ fn send(socket: &Path, request: &Request, timeout: Duration) -> std::io::Result<
     let mut stream = with_short_path(socket, |p| UnixStream::connect(p))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(&request_line(request)?)?;
+    Ok(stream)
+}
+
+fn request_line(request: &Request) -> std::io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
-    stream.write_all(&line)?;
-    Ok(stream)
+    Ok(line)
 }
 
 fn parse_answer(answer: &str) -> std::io::Result<Response> {
@@ -251,5 +287,40 @@ mod tests {
         );
         let ready: ReadyLine = serde_json::from_str(r#"{"status":"ready","pid":7}"#).unwrap();
         assert_eq!(ready, ReadyLine::Ready { pid: 7 });
+    }
+
+    #[tokio::test]
+    async fn an_async_call_reaches_a_long_socket_path_and_gives_up_on_a_silent_monitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(120));
+        std::fs::create_dir(&deep).unwrap();
+        let socket = deep.join("monitor.sock");
+        let listener =
+            with_short_path(&socket, |p| std::os::unix::net::UnixListener::bind(p)).unwrap();
+        let monitor = std::thread::spawn(move || {
+            let (answered, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&answered).read_line(&mut line).unwrap();
+            assert_eq!(line, "{\"op\":\"ping\"}\n");
+            (&answered)
+                .write_all(b"{\"result\":\"pong\",\"pod_id\":\"p\",\"pid\":1}\n")
+                .unwrap();
+            listener.accept().unwrap().0
+        });
+        let pong = call_async(&socket, &Request::Ping, Duration::from_secs(5)).await;
+        assert_eq!(
+            pong.unwrap(),
+            Response::Pong {
+                pod_id: "p".into(),
+                pid: 1
+            }
+        );
+        let silence = call_async(&socket, &Request::Ping, Duration::from_millis(100)).await;
+        assert_eq!(
+            silence.unwrap_err().kind(),
+            std::io::ErrorKind::TimedOut,
+            "a monitor that accepts and never answers"
+        );
+        drop(monitor.join().unwrap());
     }
 }

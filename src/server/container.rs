@@ -10,7 +10,7 @@ use cri_proto::{
     UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
 };
 
-use super::{RuntimeApi, blocking};
+use super::{RuntimeApi, blocking, detached};
 use crate::error::Result;
 
 impl RuntimeApi {
@@ -24,7 +24,7 @@ impl RuntimeApi {
         request: CreateContainerRequest,
     ) -> Result<CreateContainerResponse> {
         let containers = self.daemon.containers.clone();
-        let id = blocking(move || containers.create(request)).await?;
+        let id = detached(async move { containers.create(request).await }).await?;
         tracing::Span::current().record("container_id", id.as_str());
         Ok(CreateContainerResponse { container_id: id })
     }
@@ -35,7 +35,7 @@ impl RuntimeApi {
         request: StartContainerRequest,
     ) -> Result<StartContainerResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.start(&request.container_id)).await?;
+        detached(async move { containers.start(&request.container_id).await }).await?;
         Ok(StartContainerResponse {})
     }
 
@@ -45,7 +45,12 @@ impl RuntimeApi {
         request: StopContainerRequest,
     ) -> Result<StopContainerResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.stop(&request.container_id, request.timeout)).await?;
+        detached(async move {
+            containers
+                .stop(&request.container_id, request.timeout)
+                .await
+        })
+        .await?;
         Ok(StopContainerResponse {})
     }
 
@@ -55,7 +60,7 @@ impl RuntimeApi {
         request: RemoveContainerRequest,
     ) -> Result<RemoveContainerResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.remove(&request.container_id)).await?;
+        detached(async move { containers.remove(&request.container_id).await }).await?;
         Ok(RemoveContainerResponse {})
     }
 
@@ -84,7 +89,7 @@ impl RuntimeApi {
         request: ReopenContainerLogRequest,
     ) -> Result<ReopenContainerLogResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.reopen_log(&request.container_id)).await?;
+        detached(async move { containers.reopen_log(&request.container_id).await }).await?;
         Ok(ReopenContainerLogResponse {})
     }
 
@@ -95,7 +100,12 @@ impl RuntimeApi {
         request: UpdateContainerResourcesRequest,
     ) -> Result<UpdateContainerResourcesResponse> {
         let containers = self.daemon.containers.clone();
-        blocking(move || containers.update_resources(&request.container_id, request.linux)).await?;
+        detached(async move {
+            containers
+                .update_resources(&request.container_id, request.linux)
+                .await
+        })
+        .await?;
         Ok(UpdateContainerResourcesResponse {})
     }
 
@@ -103,8 +113,10 @@ impl RuntimeApi {
     #[tracing::instrument(name = "ExecSync", skip_all, fields(container_id = %request.container_id))]
     pub(super) async fn exec_sync_rpc(&self, request: ExecSyncRequest) -> Result<ExecSyncResponse> {
         let containers = self.daemon.containers.clone();
-        let result = blocking(move || {
-            containers.exec_sync(&request.container_id, request.cmd, request.timeout)
+        let result = detached(async move {
+            containers
+                .exec_sync(&request.container_id, request.cmd, request.timeout)
+                .await
         })
         .await?;
         Ok(ExecSyncResponse {

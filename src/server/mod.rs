@@ -18,6 +18,7 @@ use cri_proto::image_service_server::ImageServiceServer;
 use cri_proto::runtime_service_server::RuntimeServiceServer;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tracing::Instrument;
 
 use crate::daemon::Daemon;
 use crate::error::{Error, IoContext, Result};
@@ -25,7 +26,20 @@ use crate::error::{Error, IoContext, Result};
 pub use image_service::ImageApi;
 pub use runtime_service::RuntimeApi;
 
-/// Runs `f` on a blocking thread inside the current span (the domain code is synchronous).
+/// Runs `work` as a task of its own inside the current span: a client that goes away (a
+/// deadline, a reset) does not cut an operation in half, such as a container its monitor
+/// created that was never recorded.
+async fn detached<T, F>(work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    tokio::spawn(work.in_current_span())
+        .await
+        .map_err(|e| Error::Internal(format!("request task failed: {e}")))?
+}
+
+/// Runs `f` on a blocking thread inside the current span (synchronous domain code).
 async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,

@@ -6,9 +6,9 @@ use cri_proto::{
     RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
 };
 
-use tracing::Instrument;
+use std::sync::Arc;
 
-use super::{RuntimeApi, blocking};
+use super::{RuntimeApi, blocking, detached};
 use crate::daemon::Daemon;
 use crate::error::Result;
 use crate::store::sandbox::SandboxPhase;
@@ -16,15 +16,16 @@ use crate::store::sandbox::SandboxPhase;
 /// Stops a pod, its containers first. A container that will not stop does not hold the pod
 /// up: stopping the pod ends its monitor, and with it every container, whose exit is then
 /// recorded as such. A pod that was ready gets its STOPPED event.
-fn stop_pod(daemon: &Daemon, pod_id: &str) -> Result<()> {
+async fn stop_pod(daemon: &Arc<Daemon>, pod_id: &str) -> Result<()> {
     let was_ready = daemon
         .sandboxes
         .snapshot(pod_id)
         .is_ok_and(|pod| pod.phase == SandboxPhase::Ready);
-    if let Err(e) = daemon.containers.stop_pod(pod_id) {
+    if let Err(e) = daemon.containers.stop_pod(pod_id).await {
         tracing::warn!(pod_id, error = %e, "stopping the pod's containers failed; stopping the pod ends them");
     }
-    daemon.sandboxes.stop(pod_id)?;
+    let (sandboxes, id) = (daemon.sandboxes.clone(), pod_id.to_string());
+    blocking(move || sandboxes.stop(&id)).await?;
     if was_ready {
         let stopped = ContainerEventType::ContainerStoppedEvent;
         daemon.containers.publish_pod_event(pod_id, stopped);
@@ -43,20 +44,15 @@ impl RuntimeApi {
     ) -> Result<RunPodSandboxResponse> {
         // Detached: if the client gives up (deadline, reset) the pod still gets its watcher.
         let daemon = self.daemon.clone();
-        let created = tokio::spawn(
-            async move {
-                let sandboxes = daemon.sandboxes.clone();
-                let record = blocking(move || sandboxes.run(request)).await?;
-                if let Some(monitor) = record.monitor {
-                    daemon.watch_monitor(record.id.clone(), monitor);
-                }
-                Ok::<_, crate::error::Error>(record)
+        let record = detached(async move {
+            let sandboxes = daemon.sandboxes.clone();
+            let record = blocking(move || sandboxes.run(request)).await?;
+            if let Some(monitor) = record.monitor {
+                daemon.watch_monitor(record.id.clone(), monitor);
             }
-            .in_current_span(),
-        );
-        let record = created.await.map_err(|e| {
-            crate::error::Error::Internal(format!("RunPodSandbox task failed: {e}"))
-        })??;
+            Ok(record)
+        })
+        .await?;
         tracing::Span::current().record("pod_id", record.id.as_str());
         tracing::info!("pod sandbox ready");
         let containers = &self.daemon.containers;
@@ -73,7 +69,7 @@ impl RuntimeApi {
         request: StopPodSandboxRequest,
     ) -> Result<StopPodSandboxResponse> {
         let daemon = self.daemon.clone();
-        blocking(move || stop_pod(&daemon, &request.pod_sandbox_id)).await?;
+        detached(async move { stop_pod(&daemon, &request.pod_sandbox_id).await }).await?;
         Ok(StopPodSandboxResponse {})
     }
 
@@ -83,12 +79,13 @@ impl RuntimeApi {
         request: RemovePodSandboxRequest,
     ) -> Result<RemovePodSandboxResponse> {
         let daemon = self.daemon.clone();
-        blocking(move || {
+        detached(async move {
             let id = &request.pod_sandbox_id;
-            stop_pod(&daemon, id)?;
-            daemon.containers.remove_pod(id)?;
+            stop_pod(&daemon, id).await?;
+            daemon.containers.remove_pod(id).await?;
             let pod = daemon.containers.pod_status_for_event(id);
-            daemon.sandboxes.remove(id)?;
+            let (sandboxes, pod_id) = (daemon.sandboxes.clone(), id.clone());
+            blocking(move || sandboxes.remove(&pod_id)).await?;
             if let Some(pod) = pod {
                 daemon.containers.publish_pod_deleted(pod);
             }
