@@ -195,6 +195,7 @@ impl ContainerManager {
                 launch: launch.clone(),
             },
         };
+        self.provide_exit_file(&record);
         let created = self.ask(&record.pod_id, &request, MONITOR_TIMEOUT).await;
         let saved = created.and_then(|()| {
             record.phase = ContainerPhase::Created;

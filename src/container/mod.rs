@@ -32,6 +32,7 @@ use crate::os::mount::Mounter;
 use crate::sandbox::SandboxManager;
 use crate::store::checkpoint;
 use crate::store::container::ContainerRecord;
+use crate::store::file_pool::FilePool;
 use crate::store::layout::Layout;
 
 /// One container in memory: its record, and a lock serialising operations on it (held across
@@ -95,6 +96,8 @@ pub struct ContainerManager {
     /// Serialises making a pod's shared files (its first Linux containers may race).
     pod_files_lock: Mutex<()>,
     events: events::Events,
+    /// Record and exit files are reused, not created and deleted, per container.
+    file_pool: FilePool,
 }
 
 /// How long a monitor may take to answer a request that does not wait on the guest.
@@ -110,8 +113,10 @@ impl ContainerManager {
         mounts: Arc<dyn Mounter>,
         cgroups: Arc<dyn Cgroups>,
     ) -> Self {
+        let layout = Layout::new(&config.root, &config.state);
         ContainerManager {
-            layout: Layout::new(&config.root, &config.state),
+            file_pool: FilePool::open(layout.file_pool_dir()),
+            layout,
             config,
             images,
             sandboxes,
@@ -166,20 +171,36 @@ impl ContainerManager {
     /// recovery reads (or, lost too, it ended with its monitor). That saves about 0.4 ms per
     /// CreateContainer here.
     fn save(&self, record: &ContainerRecord) -> Result<()> {
-        checkpoint::write_unsynced(&self.layout.container_checkpoint(&record.id), record)
+        let path = self.layout.container_checkpoint(&record.id);
+        self.file_pool.take_to(&checkpoint::temp_path(&path));
+        checkpoint::write_unsynced(&path, record)
     }
 
-    /// Deletes the container's checkpoint and exit file (and the directory an earlier crishim
-    /// kept them in, for a record it wrote); what is gone already is no error. Nothing outside
-    /// the containers dir is deleted, whatever the record names.
+    /// Puts a pooled file where the monitor will write the container's exit (its temp file),
+    /// so that the exit costs no new file either.
+    fn provide_exit_file(&self, record: &ContainerRecord) {
+        let exit_file = record.exit_file();
+        if exit_file.parent() == Some(self.layout.containers_dir().as_path()) {
+            self.file_pool.take_to(&checkpoint::temp_path(exit_file));
+        }
+    }
+
+    /// Deletes the container's checkpoint and exit file, into the file pool (and the
+    /// directory an earlier crishim kept them in, for a record it wrote); what is gone
+    /// already is no error. Nothing outside the containers dir is deleted, whatever the record
+    /// names.
     fn delete_record(&self, record: &ContainerRecord) -> Result<()> {
-        let checkpoint = self.layout.container_checkpoint(&record.id);
-        gone_already_is_fine(std::fs::remove_file(&checkpoint), &checkpoint)?;
+        self.file_pool
+            .retire(&self.layout.container_checkpoint(&record.id))?;
         let exit_file = record.exit_file();
         let legacy = self.layout.legacy_container_dir(&record.id);
         let place = exit_file.parent();
         if place == Some(self.layout.containers_dir().as_path()) {
-            gone_already_is_fine(std::fs::remove_file(exit_file), exit_file)?;
+            self.file_pool.retire(exit_file)?;
+            // A container that never ended left the file its exit would have been written to.
+            if record.exit.is_none() {
+                self.file_pool.retire(&checkpoint::temp_path(exit_file))?;
+            }
         } else if place == Some(legacy.as_path()) {
             gone_already_is_fine(std::fs::remove_dir_all(&legacy), &legacy)?;
         }

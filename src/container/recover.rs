@@ -8,7 +8,7 @@ use crate::monitor::protocol::{Request, Response};
 use crate::runtime::wasm::launch::ExitRecord;
 use crate::store::checkpoint;
 use crate::store::container::{CONTAINER_CHECKPOINT_VERSION, ContainerPhase, ContainerRecord};
-use crate::store::layout::{CHECKPOINT_SUFFIX, EXIT_SUFFIX};
+use crate::store::layout::{CHECKPOINT_SUFFIX, EXIT_SUFFIX, EXIT_TEMP_SUFFIX};
 
 /// The checkpoint's name in a record directory of an earlier crishim.
 const LEGACY_CHECKPOINT: &str = "state.json";
@@ -29,8 +29,8 @@ impl ContainerManager {
         // must not be listed a second time.
         let entries: Vec<_> = entries.flatten().collect();
         let mut loaded = 0;
-        for entry in entries {
-            let Some(id) = self.checkpointed_id(&entry) else {
+        for entry in &entries {
+            let Some(id) = self.checkpointed_id(entry) else {
                 continue;
             };
             let record: ContainerRecord = match checkpoint::read(
@@ -61,11 +61,31 @@ impl ContainerManager {
                 .insert(id, Arc::new(ContainerEntry::new(record)));
             loaded += 1;
         }
+        self.retire_unclaimed_exit_files(&entries);
         Ok(loaded)
     }
 
+    /// The files put where a container's exit is to be written ([`Self::provide_exit_file`])
+    /// stay for the containers that came back (their monitors may be writing to them now);
+    /// those of no container go back to the file pool.
+    fn retire_unclaimed_exit_files(&self, entries: &[std::fs::DirEntry]) {
+        let containers = self.containers.read().unwrap_or_else(|e| e.into_inner());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(EXIT_TEMP_SUFFIX) else {
+                continue;
+            };
+            if !containers.contains_key(id)
+                && let Err(e) = self.file_pool.retire(&entry.path())
+            {
+                tracing::warn!(file = %name, error = %e, "cannot delete an unused exit file");
+            }
+        }
+    }
+
     /// The container whose checkpoint `entry` of the containers dir is, if it is one. A
-    /// temp file that a crash left mid-write is deleted. A record directory of an earlier
+    /// temp file that a crash left mid-write goes to the file pool; the files put where exits
+    /// are to be written are left to [`Self::retire_unclaimed_exit_files`]. A record directory of an earlier
     /// crishim has its checkpoint moved out to today's place; its exit file stays where that
     /// container's monitor writes it.
     fn checkpointed_id(&self, entry: &std::fs::DirEntry) -> Option<String> {
@@ -82,8 +102,11 @@ impl ContainerManager {
                 }
             };
         }
+        if name.ends_with(EXIT_TEMP_SUFFIX) {
+            return None;
+        }
         if name.ends_with(".tmp") {
-            if let Err(e) = std::fs::remove_file(entry.path()) {
+            if let Err(e) = self.file_pool.retire(&entry.path()) {
                 tracing::warn!(file = %name, error = %e, "cannot delete a checkpoint's temp file");
             }
             return None;

@@ -385,6 +385,52 @@ async fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn record_and_exit_files_come_from_the_file_pool_and_go_back_to_it() {
+    let fx = Fixture::new();
+    let layout = fx.layout();
+    let pooled = || std::fs::read_dir(layout.file_pool_dir()).unwrap().count();
+    fx.record("a", "x", ContainerPhase::Created);
+    let manager = fx.manager();
+    manager.recover().await.unwrap();
+    manager.remove("a").await.unwrap();
+    assert_eq!(pooled(), 1, "the removed record's file is kept");
+
+    let b = fx.record("b", "y", ContainerPhase::Created);
+    let manager = fx.manager();
+    manager.recover().await.unwrap();
+    manager.provide_exit_file(&b);
+    let exit_temp = checkpoint::temp_path(&layout.container_exit("b"));
+    assert!(exit_temp.is_file(), "a pooled file waits for the exit");
+    assert_eq!(pooled(), 0);
+    manager.remove("b").await.unwrap();
+    assert!(!exit_temp.exists());
+    assert_eq!(
+        pooled(),
+        2,
+        "the record and the unused exit file of a container that never ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_keeps_the_exit_files_waiting_for_known_containers_only() {
+    let fx = Fixture::new();
+    let layout = fx.layout();
+    fx.record("live", "x", ContainerPhase::Running);
+    let waiting = checkpoint::temp_path(&layout.container_exit("live"));
+    let unclaimed = checkpoint::temp_path(&layout.container_exit("gone"));
+    let torn = checkpoint::temp_path(&layout.container_checkpoint("torn"));
+    for file in [&waiting, &unclaimed, &torn] {
+        std::fs::write(file, b"").unwrap();
+    }
+    let manager = fx.manager();
+    assert_eq!(manager.recover().await.unwrap(), 1);
+    assert!(waiting.exists(), "its monitor may be writing the exit now");
+    assert!(!unclaimed.exists() && !torn.exists());
+    let pooled = std::fs::read_dir(layout.file_pool_dir()).unwrap().count();
+    assert_eq!(pooled, 2, "what no container claims is kept for reuse");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn records_in_the_directories_of_an_earlier_layout_are_moved_out_and_removed_whole() {
     let fx = Fixture::new();
     let layout = fx.layout();

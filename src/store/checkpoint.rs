@@ -1,9 +1,10 @@
 //! Atomic, versioned JSON checkpoints: write a temp file, fsync it, rename it over the old
 //! one, fsync the directory. A crash leaves either the old or the new file, never a torn one.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,25 +24,44 @@ pub fn write_unsynced<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_with(path, value, false)
 }
 
+/// The temp file a checkpoint of `path` is written to before it is renamed into place.
+pub fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
+}
+
 /// Temp file, then rename over `path`; with `durable`, fsync of the file before and of the
-/// directory after.
+/// directory after. A temp file that is there already (one the [`FilePool`] put there) is
+/// written over, not truncated first, and cut to length after: no inode or data block is
+/// allocated or freed for it.
+///
+/// [`FilePool`]: crate::store::file_pool::FilePool
 fn write_with<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()> {
     let dir = path.parent().ok_or_else(|| {
         Error::Internal(format!("checkpoint path {} has no parent", path.display()))
     })?;
     let bytes = serde_json::to_vec(value)
         .map_err(|e| Error::Internal(format!("encode checkpoint {}: {e}", path.display())))?;
-    let tmp = path.with_extension("json.tmp");
+    let tmp = temp_path(path);
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+    };
     // The directory is made only when missing: most writes go to one that exists.
-    let mut file = match File::create(&tmp) {
+    let mut file = match open() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).with_path("create", dir)?;
-            File::create(&tmp)
+            open()
         }
-        created => created,
+        opened => opened,
     }
-    .with_path("create", &tmp)?;
+    .with_path("open", &tmp)?;
     file.write_all(&bytes).with_path("write", &tmp)?;
+    file.set_len(bytes.len() as u64)
+        .with_path("cut to length", &tmp)?;
     if durable {
         file.sync_all().with_path("fsync", &tmp)?;
     }
@@ -73,6 +93,16 @@ mod tests {
         write(&path, &vec![3]).unwrap();
         assert_eq!(read::<Vec<i32>>(&path).unwrap(), vec![3]);
         assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn a_longer_temp_file_left_in_place_is_written_over_and_cut_to_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(temp_path(&path), vec![b'x'; 5000]).unwrap();
+        write_unsynced(&path, &vec![4]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"[4]");
+        assert!(!temp_path(&path).exists());
     }
 
     #[test]

@@ -31,6 +31,9 @@ impl NamespaceKind {
 pub const CHECKPOINT_SUFFIX: &str = ".json";
 /// The end of a container exit file's name, after the container id.
 pub const EXIT_SUFFIX: &str = ".exit.json";
+/// The end of the name of the file a container's exit is written to before it is renamed to
+/// its exit file (`checkpoint::temp_path` of it).
+pub const EXIT_TEMP_SUFFIX: &str = ".exit.json.tmp";
 
 /// The on-disk layout of one daemon instance.
 #[derive(Debug, Clone)]
@@ -83,6 +86,13 @@ impl Layout {
     /// Where the monitor records a container's exit: `containers/<id>.exit.json`.
     pub fn container_exit(&self, id: &str) -> PathBuf {
         self.containers_dir().join(format!("{id}{EXIT_SUFFIX}"))
+    }
+
+    /// Where removed record files wait to be reused ([`FilePool`]).
+    ///
+    /// [`FilePool`]: crate::store::file_pool::FilePool
+    pub fn file_pool_dir(&self) -> PathBuf {
+        self.root.join("file-pool")
     }
 
     /// The record directory an earlier crishim kept per container (`containers/<id>/`, with

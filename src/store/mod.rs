@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod container;
+pub mod file_pool;
 pub mod layout;
 pub mod sandbox;
 pub mod sandbox_index;
