@@ -62,10 +62,10 @@ registry=$(bash hack/registry.sh start "$dir/registry" 0)
 target/release/crishim-testimages --registry "$registry" --image wasm-probe >/dev/null
 probe="$registry/test/wasm-probe:latest"
 echo "-- run to completion of a module that prints a line, concurrency 1 and 4 (exits seen by events)"
-$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 300 -c 1
-$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 1000 -c 4
+$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 2000 -c 1
+$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 4000 -c 4
 echo "-- the same at concurrency 1 with no event listener (kubelet's default, generic PLEG): exits seen by polling"
-$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 300 -c 1 --exit-seen poll
+$bench --endpoint "$endpoint" --scenario container-run --image "$probe" -n 1000 -c 1 --exit-seen poll
 echo "-- pod creation to the module's exit, concurrency 1"
 $bench --endpoint "$endpoint" --scenario pod-to-exit --image "$probe" -n 100 -c 1
 echo "-- $pods idle wasm pods (a guest sleeping in poll_oneoff)"

@@ -60,8 +60,11 @@ fn write_with<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<()>
     }
     .with_path("open", &tmp)?;
     file.write_all(&bytes).with_path("write", &tmp)?;
-    file.set_len(bytes.len() as u64)
-        .with_path("cut to length", &tmp)?;
+    let length = bytes.len() as u64;
+    // Cut only when longer: a truncate marks the inode dirty, a stat does not.
+    if file.metadata().with_path("stat", &tmp)?.len() != length {
+        file.set_len(length).with_path("cut to length", &tmp)?;
+    }
     if durable {
         file.sync_all().with_path("fsync", &tmp)?;
     }
