@@ -299,6 +299,26 @@ fn send(mut client: impl FnMut() -> Command, message: &str) {
     }
 }
 
+/// Starts a one-shot listener with `listen`, sends `message` to it with `client`, and returns
+/// what the listener received. A listener that got only an empty connection is started again
+/// (for up to 10 s): a client attempt that timed out while connecting can leave the listener
+/// a connection that the client's kernel resets.
+fn deliver(
+    listen: impl Fn() -> Command,
+    mut client: impl FnMut() -> Command,
+    message: &str,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut listener = Listener::start(listen());
+        send(&mut client, message);
+        let received = listener.received();
+        if !received.is_empty() || Instant::now() > deadline {
+            return received;
+        }
+    }
+}
+
 fn nat_rules() -> String {
     let out = Command::new("iptables-save")
         .args(["-t", "nat"])
@@ -386,12 +406,9 @@ async fn pods_get_ips_reach_each_other_and_publish_host_ports() {
     );
 
     // Pod to pod.
-    let mut listener = Listener::start(in_pod(
-        &daemon,
-        &server,
-        &["busybox", "nc", "-l", "-p", "8080"],
-    ));
-    send(
+    let listen = || in_pod(&daemon, &server, &["busybox", "nc", "-l", "-p", "8080"]);
+    let received = deliver(
+        listen,
         || {
             in_pod(
                 &daemon,
@@ -401,15 +418,11 @@ async fn pods_get_ips_reach_each_other_and_publish_host_ports() {
         },
         "hello from the client pod\n",
     );
-    assert_eq!(listener.received(), "hello from the client pod\n");
+    assert_eq!(received, "hello from the client pod\n");
 
     // Host port on 127.0.0.1 to the server pod.
-    let mut listener = Listener::start(in_pod(
-        &daemon,
-        &server,
-        &["busybox", "nc", "-l", "-p", "8080"],
-    ));
-    send(
+    let received = deliver(
+        listen,
         || {
             let mut c = Command::new("busybox");
             c.args(["nc", "-w", "2", "127.0.0.1", "18081"]);
@@ -417,7 +430,7 @@ async fn pods_get_ips_reach_each_other_and_publish_host_ports() {
         },
         "hello through the host port\n",
     );
-    assert_eq!(listener.received(), "hello through the host port\n");
+    assert_eq!(received, "hello through the host port\n");
     assert!(
         nat_rules().contains(&server),
         "portmap's rules name the pod"
