@@ -191,13 +191,26 @@ impl LinuxContainer {
                 socket.display()
             )));
         }
-        let mut state = libcontainer::container::Container::load(dir).map_err(|e| {
-            ContainerError::Host(format!("container {}: load state: {e}", self.id()))
-        })?;
-        state
-            .set_status(libcontainer::container::ContainerStatus::Running)
-            .save()
-            .map_err(|e| ContainerError::Host(format!("container {}: save state: {e}", self.id())))
+        let marked = libcontainer::container::Container::load(dir)
+            .map_err(|e| format!("load state: {e}"))
+            .and_then(|mut state| {
+                state
+                    .set_status(libcontainer::container::ContainerStatus::Running)
+                    .save()
+                    .map(drop)
+                    .map_err(|e| format!("save state: {e}"))
+            });
+        match marked {
+            // A process that ends at once (`true`) can be reaped by its own thread while
+            // libcontainer reads its /proc entry: it was started, and there is nothing left
+            // to exec into.
+            Err(_) if self.init.wait_exit(std::time::Duration::ZERO) => Ok(()),
+            Err(e) => Err(ContainerError::Host(format!(
+                "container {}: {e}",
+                self.id()
+            ))),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Runs `exe helper exec` for `argv` in this container and returns what it reports; the
