@@ -85,9 +85,9 @@ impl ContainerManager {
 
     /// The container whose checkpoint `entry` of the containers dir is, if it is one. A
     /// temp file that a crash left mid-write goes to the file pool; the files put where exits
-    /// are to be written are left to [`Self::retire_unclaimed_exit_files`]. A record directory of an earlier
-    /// crishim has its checkpoint moved out to today's place; its exit file stays where that
-    /// container's monitor writes it.
+    /// are to be written are left to [`Self::retire_unclaimed_exit_files`]. A record
+    /// directory of an earlier crishim has its checkpoint moved out to today's place; its exit
+    /// file stays where that container's monitor writes it.
     fn checkpointed_id(&self, entry: &std::fs::DirEntry) -> Option<String> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().is_ok_and(|t| t.is_dir()) {

@@ -79,20 +79,8 @@ impl FakeMonitorClient {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
-}
 
-impl MonitorClient for FakeMonitorClient {
-    fn send<'a>(
-        &'a self,
-        _socket: &'a Path,
-        request: &'a Request,
-        _timeout: Duration,
-    ) -> Answer<'a> {
-        Box::pin(std::future::ready(self.answer(request)))
-    }
-}
-
-impl FakeMonitorClient {
+    /// The scripted answer to `request`, recorded first.
     fn answer(&self, request: &Request) -> Result<Response> {
         self.requests
             .lock()
@@ -118,5 +106,16 @@ impl FakeMonitorClient {
             }),
             _ => Ok(Response::Done),
         }
+    }
+}
+
+impl MonitorClient for FakeMonitorClient {
+    fn send<'a>(
+        &'a self,
+        _socket: &'a Path,
+        request: &'a Request,
+        _timeout: Duration,
+    ) -> Answer<'a> {
+        Box::pin(std::future::ready(self.answer(request)))
     }
 }
