@@ -418,7 +418,17 @@ impl ContainerManager {
         let request = Request::ReopenLog {
             container_id: record.id.clone(),
         };
-        self.ask(&record.pod_id, &request, MONITOR_TIMEOUT).await
+        match self.ask(&record.pod_id, &request, MONITOR_TIMEOUT).await {
+            // A wasm container that ended meanwhile is forgotten by its monitor, which wrote
+            // its exit file first.
+            Err(Error::NotFound(_)) if self.refresh(&entry)?.phase != ContainerPhase::Running => {
+                Err(Error::FailedPrecondition(format!(
+                    "container {} is not running",
+                    record.id
+                )))
+            }
+            other => other,
+        }
     }
 
     /// Stops every container of a pod now (StopPodSandbox comes next); each is tried, the

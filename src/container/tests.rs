@@ -385,6 +385,25 @@ async fn start_and_stop_go_through_the_monitor_and_the_exit_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reopening_the_log_of_a_container_that_just_ended_is_a_failed_precondition() {
+    let fx = Fixture::new();
+    fx.record("a", "x", ContainerPhase::Running);
+    let manager = fx.manager();
+    manager.recover().await.unwrap();
+    manager.reopen_log("a").await.unwrap();
+    // It ends between the daemon's look and the monitor's answer: the monitor forgot it.
+    let exit_file = fx.layout().container_exit("a");
+    *fx.monitor.on_request.lock().unwrap() = Some(Box::new(move |_| {
+        checkpoint::write(&exit_file, &ExitRecord::default()).unwrap();
+    }));
+    *fx.monitor.fail_with.lock().unwrap() = Some(|| Error::NotFound("no container a".into()));
+    assert!(matches!(
+        manager.reopen_log("a").await,
+        Err(Error::FailedPrecondition(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn record_and_exit_files_come_from_the_file_pool_and_go_back_to_it() {
     let fx = Fixture::new();
     let layout = fx.layout();

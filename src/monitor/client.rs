@@ -63,7 +63,8 @@ pub struct FakeMonitorClient {
     requests: Mutex<Vec<Request>>,
     /// When set, every request fails with this error, made anew each time.
     pub fail_with: Mutex<Option<fn() -> Error>>,
-    /// Called with each request that succeeds (e.g. to write an exit file on a stop).
+    /// Called with each request before it is answered (e.g. to write an exit file on a
+    /// stop, or to end a container just before the answer says it is gone).
     pub on_request: Mutex<Option<RequestHook>>,
     /// What ListContainers answers: the ids.
     pub held: Mutex<Vec<String>>,
@@ -86,11 +87,11 @@ impl FakeMonitorClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(request.clone());
-        if let Some(fail) = *self.fail_with.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Err(fail());
-        }
         if let Some(hook) = &*self.on_request.lock().unwrap_or_else(|e| e.into_inner()) {
             hook(request);
+        }
+        if let Some(fail) = *self.fail_with.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(fail());
         }
         match request {
             Request::ListContainers => Ok(Response::Containers {
