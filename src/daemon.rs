@@ -84,7 +84,7 @@ impl Daemon {
             config.clone(),
             images.clone(),
             sandboxes.clone(),
-            Arc::new(SocketMonitorClient),
+            Arc::new(SocketMonitorClient::default()),
             Arc::new(HostMounter),
             cgroups,
         ));

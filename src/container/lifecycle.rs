@@ -436,8 +436,9 @@ impl ContainerManager {
     /// A monitor that no longer answers is not an error here: stopping the pod ends it, and
     /// its containers are then recorded as ended with it.
     pub async fn stop_pod(&self, pod_id: &str) -> Result<()> {
+        let pod_id = self.full_pod_id(pod_id);
         let mut first_error = None;
-        for entry in self.of_pod(pod_id) {
+        for entry in self.of_pod(&pod_id) {
             match self.stop_entry(&entry, Duration::ZERO).await {
                 Ok(()) => {}
                 Err(Error::Unavailable(message)) => {
@@ -448,6 +449,7 @@ impl ContainerManager {
                 }
             }
         }
+        self.monitors.forget(&self.layout.monitor_socket(&pod_id));
         first_error.map_or(Ok(()), Err)
     }
 
@@ -465,14 +467,18 @@ impl ContainerManager {
 
     /// The containers of pod `pod_id`, which may be a unique prefix as the pod RPCs accept.
     pub(super) fn of_pod(&self, pod_id: &str) -> Vec<Arc<ContainerEntry>> {
-        let pod_id = self
-            .sandboxes
-            .snapshot(pod_id)
-            .map_or_else(|_| pod_id.to_string(), |pod| pod.id);
+        let pod_id = self.full_pod_id(pod_id);
         self.entries()
             .into_iter()
             .filter(|e| e.in_pod(&pod_id))
             .collect()
+    }
+
+    /// The id of pod `pod_id`, which may be a unique prefix as the pod RPCs accept.
+    fn full_pod_id(&self, pod_id: &str) -> String {
+        self.sandboxes
+            .snapshot(pod_id)
+            .map_or_else(|_| pod_id.to_string(), |pod| pod.id)
     }
 
     /// The record brought up to date: a running container whose exit the monitor recorded is

@@ -8,6 +8,7 @@
 //! control socket until told to shut down. The daemon pins the namespaces and sets the cgroup.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -195,108 +196,176 @@ fn sweep_orphans(orphans: Arc<Orphans>) {
     }
 }
 
+/// Serves the control socket until a Shutdown: new connections, and the connections kept
+/// after a request answered in place, which the daemon reuses for its next one.
 fn serve(listener: &UnixListener, pod_id: &str, pid: i32, containers: &Arc<PodContainers>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let request = match read_request(&stream) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(e) => {
-                eprintln!("monitor for pod {pod_id}: control connection: {e}");
-                continue;
+    let mut kept: Vec<UnixStream> = Vec::new();
+    loop {
+        let mut fds: Vec<libc::pollfd> = std::iter::once(listener.as_raw_fd())
+            .chain(kept.iter().map(|s| s.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of pollfds over descriptors we own.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                eprintln!("monitor for pod {pod_id}: poll: {e}");
+                std::thread::sleep(Duration::from_millis(10));
             }
-        };
-        match request {
-            Request::Shutdown => {
-                eprintln!("monitor for pod {pod_id}: shutdown requested");
-                containers.stop_all();
-                let _ = respond(&stream, &Response::Done);
-                return;
-            }
-            Request::Ping => {
-                let pong = Response::Pong {
-                    pod_id: pod_id.to_string(),
-                    pid,
-                };
-                let _ = respond(&stream, &pong);
-            }
-            Request::WatchExits => {
-                if respond(&stream, &Response::Done).is_ok()
-                    && let Err(e) = containers.watch_exits(stream)
-                {
-                    eprintln!("monitor for pod {pod_id}: exit watcher: {e}");
-                }
-            }
-            Request::ListContainers => {
-                let listed = Response::Containers {
-                    ids: containers.ids(),
-                    started: containers.started(),
-                };
-                let _ = respond(&stream, &listed);
-            }
-            // Creating a wasm container, starting one, removing one that has nothing to wait
-            // for and reopening a log take a moment: they are answered here, which spares a
-            // thread per request on a short container's path.
-            request @ (Request::CreateWasm { .. }
-            | Request::StartContainer { .. }
-            | Request::ReopenLog { .. }) => {
-                let _ = respond(&stream, &answer(containers, request));
-            }
-            Request::RemoveContainer { container_id }
-                if containers.removes_at_once(&container_id) =>
-            {
-                let _ = respond(
-                    &stream,
-                    &answer(containers, Request::RemoveContainer { container_id }),
-                );
-            }
-            // Attach and exec sessions last as long as the client stays: a thread each.
-            Request::Attach {
-                container_id,
-                stdin,
-            } => {
-                let containers = containers.clone();
-                on_thread("attach", pod_id, move || {
-                    match containers.attach(&container_id, stdin) {
-                        Ok((output, stdin)) => {
-                            if respond(&stream, &Response::Done).is_ok() {
-                                session::serve_attach(stream, output, stdin);
-                            }
-                        }
-                        Err(e) => {
-                            let _ = respond(&stream, &refusal(e));
-                        }
-                    }
-                });
-            }
-            Request::Exec {
-                container_id,
-                argv,
-                stdin,
-            } => {
-                let containers = containers.clone();
-                on_thread("exec", pod_id, move || {
-                    match containers.exec_streaming(&container_id, argv, stdin) {
-                        Ok((exec, stdin)) => {
-                            let _ = respond(&stream, &Response::Done);
-                            session::serve_exec(stream, exec, stdin);
-                        }
-                        Err(e) => {
-                            let _ = respond(&stream, &refusal(e));
-                        }
-                    }
-                });
-            }
-            // The others may wait (a stop's grace period, the helper, an exec): each gets a
-            // thread.
-            request => {
-                let containers = containers.clone();
-                on_thread("control", pod_id, move || {
-                    let response = answer(&containers, request);
-                    let _ = respond(&stream, &response);
-                });
+            continue;
+        }
+        let mut waiting = Vec::with_capacity(kept.len() + 1);
+        let mut readable = Vec::new();
+        for (stream, fd) in kept.drain(..).zip(&fds[1..]) {
+            match fd.revents {
+                0 => waiting.push(stream),
+                _ => readable.push(stream),
             }
         }
+        if fds[0].revents != 0
+            && let Ok((stream, _)) = listener.accept()
+        {
+            readable.push(stream);
+        }
+        for stream in readable {
+            match serve_request(stream, pod_id, pid, containers) {
+                Connection::Kept(stream) => waiting.push(stream),
+                Connection::Passed => {}
+                Connection::Shutdown => return,
+            }
+        }
+        kept = waiting;
+    }
+}
+
+/// What became of a connection after its request.
+enum Connection {
+    /// Answered in place: kept for the client's next request.
+    Kept(UnixStream),
+    /// Closed, or handed to whatever serves it now (a thread, the exit watchers).
+    Passed,
+    /// The monitor was told to shut down.
+    Shutdown,
+}
+
+/// Reads one request from `stream` and answers it, in place or on a thread of its own.
+fn serve_request(
+    stream: UnixStream,
+    pod_id: &str,
+    pid: i32,
+    containers: &Arc<PodContainers>,
+) -> Connection {
+    let request = match read_request(&stream) {
+        Ok(Some(request)) => request,
+        Ok(None) => return Connection::Passed,
+        Err(e) => {
+            eprintln!("monitor for pod {pod_id}: control connection: {e}");
+            return Connection::Passed;
+        }
+    };
+    match request {
+        Request::Shutdown => {
+            eprintln!("monitor for pod {pod_id}: shutdown requested");
+            containers.stop_all();
+            let _ = respond(&stream, &Response::Done);
+            Connection::Shutdown
+        }
+        Request::Ping => {
+            let pong = Response::Pong {
+                pod_id: pod_id.to_string(),
+                pid,
+            };
+            kept_if_answered(stream, &pong)
+        }
+        Request::WatchExits => {
+            if respond(&stream, &Response::Done).is_ok()
+                && let Err(e) = containers.watch_exits(stream)
+            {
+                eprintln!("monitor for pod {pod_id}: exit watcher: {e}");
+            }
+            Connection::Passed
+        }
+        Request::ListContainers => {
+            let listed = Response::Containers {
+                ids: containers.ids(),
+                started: containers.started(),
+            };
+            kept_if_answered(stream, &listed)
+        }
+        // Creating a wasm container, starting one, removing one that has nothing to wait
+        // for and reopening a log take a moment: they are answered here, which spares a
+        // thread per request on a short container's path.
+        request @ (Request::CreateWasm { .. }
+        | Request::StartContainer { .. }
+        | Request::ReopenLog { .. }) => kept_if_answered(stream, &answer(containers, request)),
+        Request::RemoveContainer { container_id } if containers.removes_at_once(&container_id) => {
+            let removed = answer(containers, Request::RemoveContainer { container_id });
+            let _ = respond(&stream, &removed);
+            Connection::Passed
+        }
+        // Attach and exec sessions last as long as the client stays: a thread each.
+        Request::Attach {
+            container_id,
+            stdin,
+        } => {
+            let containers = containers.clone();
+            on_thread("attach", pod_id, move || {
+                match containers.attach(&container_id, stdin) {
+                    Ok((output, stdin)) => {
+                        if respond(&stream, &Response::Done).is_ok() {
+                            session::serve_attach(stream, output, stdin);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = respond(&stream, &refusal(e));
+                    }
+                }
+            });
+            Connection::Passed
+        }
+        Request::Exec {
+            container_id,
+            argv,
+            stdin,
+        } => {
+            let containers = containers.clone();
+            on_thread("exec", pod_id, move || {
+                match containers.exec_streaming(&container_id, argv, stdin) {
+                    Ok((exec, stdin)) => {
+                        let _ = respond(&stream, &Response::Done);
+                        session::serve_exec(stream, exec, stdin);
+                    }
+                    Err(e) => {
+                        let _ = respond(&stream, &refusal(e));
+                    }
+                }
+            });
+            Connection::Passed
+        }
+        // The others may wait (a stop's grace period, the helper, an exec): each gets a
+        // thread.
+        request => {
+            let containers = containers.clone();
+            on_thread("control", pod_id, move || {
+                let response = answer(&containers, request);
+                let _ = respond(&stream, &response);
+            });
+            Connection::Passed
+        }
+    }
+}
+
+/// Answers a request served in place; the connection is kept for the client's next one
+/// ([`Request::answered_in_place`]) unless the answer could not be written.
+fn kept_if_answered(stream: UnixStream, response: &Response) -> Connection {
+    match respond(&stream, response) {
+        Ok(()) => Connection::Kept(stream),
+        Err(_) => Connection::Passed,
     }
 }
 
@@ -417,6 +486,22 @@ mod tests {
         let mut answer = String::new();
         BufReader::new(&raw).read_line(&mut answer).unwrap();
         assert!(answer.contains("bad request"), "{answer}");
+
+        // A connection whose request was answered in place takes the next one; while it
+        // waits, other connections are served.
+        let kept = UnixStream::connect(&socket).unwrap();
+        for _ in 0..2 {
+            (&kept).write_all(b"{\"op\":\"ping\"}\n").unwrap();
+            let mut pong = String::new();
+            BufReader::new(&kept).read_line(&mut pong).unwrap();
+            assert!(pong.contains("pong"), "{pong}");
+        }
+        assert!(Request::Ping.answered_in_place());
+        assert!(matches!(
+            call(&socket, &Request::ListContainers, timeout).unwrap(),
+            Response::Containers { .. }
+        ));
+        drop(kept);
         assert_eq!(
             call(&socket, &Request::Shutdown, timeout).unwrap(),
             Response::Done

@@ -1,5 +1,7 @@
-//! The monitor's control protocol: one JSON request line, one JSON response line, per
-//! connection on `<pod dir>/monitor.sock`; and the ready line a new monitor prints on stdout.
+//! The monitor's control protocol on `<pod dir>/monitor.sock`: a JSON request line, then a
+//! JSON response line; a connection whose request was answered in place
+//! ([`Request::answered_in_place`]) takes the next request. And the ready line a new monitor
+//! prints on stdout.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -189,28 +191,26 @@ fn short_path(path: &Path) -> std::io::Result<(PathBuf, Option<std::fs::File>)> 
     Ok((short, Some(dir)))
 }
 
-/// [`call`] for async callers: the thread is not held while the monitor works.
-pub async fn call_async(
-    socket: &Path,
+/// Connects to the monitor listening on `socket`, for async callers.
+pub async fn connect_async(socket: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    let (short, _dir) = short_path(socket)?;
+    tokio::net::UnixStream::connect(&short).await
+}
+
+/// Writes `request` on `stream`, for async callers.
+pub async fn write_request_async(
+    stream: &mut tokio::net::UnixStream,
     request: &Request,
-    timeout: Duration,
-) -> std::io::Result<Response> {
-    let exchange = async {
-        let (short, _dir) = short_path(socket)?;
-        let mut stream = tokio::net::UnixStream::connect(&short).await?;
-        AsyncWriteExt::write_all(&mut stream, &request_line(request)?).await?;
-        let mut answer = String::new();
-        AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stream), &mut answer).await?;
-        parse_answer(&answer)
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {timeout:?}"),
-            ))
-        })
+) -> std::io::Result<()> {
+    AsyncWriteExt::write_all(stream, &request_line(request)?).await
+}
+
+/// Reads the monitor's answer line from `stream`, for async callers. The monitor writes one
+/// line per request, so nothing after it is read away.
+pub async fn read_answer_async(stream: &mut tokio::net::UnixStream) -> std::io::Result<Response> {
+    let mut answer = String::new();
+    AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stream), &mut answer).await?;
+    parse_answer(&answer)
 }
 
 /// Sends one request to the monitor listening on `socket` and reads its response.
@@ -238,6 +238,22 @@ pub fn open_session(
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(None)?;
     Ok((response, stream))
+}
+
+impl Request {
+    /// Whether the monitor answers this request at once on its main loop and then waits for
+    /// the client's next request on the same connection, which the client may keep for it.
+    /// Other requests get their connection to themselves: a thread answers and closes it.
+    pub fn answered_in_place(&self) -> bool {
+        matches!(
+            self,
+            Request::Ping
+                | Request::ListContainers
+                | Request::CreateWasm { .. }
+                | Request::StartContainer { .. }
+                | Request::ReopenLog { .. }
+        )
+    }
 }
 
 /// Longest answer line `open_session` reads.
@@ -287,40 +303,5 @@ mod tests {
         );
         let ready: ReadyLine = serde_json::from_str(r#"{"status":"ready","pid":7}"#).unwrap();
         assert_eq!(ready, ReadyLine::Ready { pid: 7 });
-    }
-
-    #[tokio::test]
-    async fn an_async_call_reaches_a_long_socket_path_and_gives_up_on_a_silent_monitor() {
-        let dir = tempfile::tempdir().unwrap();
-        let deep = dir.path().join("d".repeat(120));
-        std::fs::create_dir(&deep).unwrap();
-        let socket = deep.join("monitor.sock");
-        let listener =
-            with_short_path(&socket, |p| std::os::unix::net::UnixListener::bind(p)).unwrap();
-        let monitor = std::thread::spawn(move || {
-            let (answered, _) = listener.accept().unwrap();
-            let mut line = String::new();
-            BufReader::new(&answered).read_line(&mut line).unwrap();
-            assert_eq!(line, "{\"op\":\"ping\"}\n");
-            (&answered)
-                .write_all(b"{\"result\":\"pong\",\"pod_id\":\"p\",\"pid\":1}\n")
-                .unwrap();
-            listener.accept().unwrap().0
-        });
-        let pong = call_async(&socket, &Request::Ping, Duration::from_secs(5)).await;
-        assert_eq!(
-            pong.unwrap(),
-            Response::Pong {
-                pod_id: "p".into(),
-                pid: 1
-            }
-        );
-        let silence = call_async(&socket, &Request::Ping, Duration::from_millis(100)).await;
-        assert_eq!(
-            silence.unwrap_err().kind(),
-            std::io::ErrorKind::TimedOut,
-            "a monitor that accepts and never answers"
-        );
-        drop(monitor.join().unwrap());
     }
 }
